@@ -1,0 +1,318 @@
+"""The ReAct loop: run, stream and chat sessions. No prompt text and no I/O live here."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import prompts, protocol, render
+from .errors import ConfigError, LLMError, MMReactError, one_line
+from .images import Image, ImageSource, ImageTable
+from .llms.base import LLM, LLMRequest, Message
+from .observation import Observation
+from .tools import ArgumentError, Tool
+from .trace import CallRecord, ImageRecord, StepRecord, Trace
+
+_SELF_OBSERVATION = re.compile(r"\n\s*Observation\s*:", re.IGNORECASE)
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="mmreact-tool")
+        return _pool
+
+
+@dataclass(frozen=True)
+class Result:
+    """What :meth:`Agent.run` returns: the answer (``None`` if the run stopped without one),
+    the full trace, and the images by handle."""
+
+    answer: str | None
+    trace: Trace
+    images: dict[str, Image] = field(default_factory=dict, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.trace.status == "answered"
+
+    @property
+    def status(self) -> str:
+        return self.trace.status
+
+    @property
+    def message(self) -> str | None:
+        return self.trace.message
+
+    def __str__(self) -> str:
+        return self.answer if self.answer is not None else f"[{self.trace.status}] {self.trace.message}"
+
+
+class Agent:
+    """A text-only LLM that answers questions about images by calling vision tools.
+
+    Args:
+        llm: an :class:`~mmreact.llms.base.LLM`, a spec string (``"default"``, ``"scripted:replies.json"``,
+            ``"openai:gpt-4o-mini"`` ...) or a LangChain chat model. ``None`` means ``"default"``.
+        tools: tool names, Tool objects or functions; ``None`` means every tool that can run here.
+        max_steps: model turns per question before the run stops with status ``"max_steps"``.
+        max_errors: consecutive unusable steps (unparseable replies, or steps whose calls all
+            failed) before the run stops with status ``"too_many_errors"``.
+        tool_timeout: seconds a tool may take before its call is reported to the model as timed out.
+    """
+
+    def __init__(
+        self,
+        llm: LLM | str | Any | None = None,
+        tools: Iterable[str | Tool | Callable[..., Any]] | None = None,
+        *,
+        max_steps: int = 8,
+        max_errors: int = 3,
+        tool_timeout: float | None = None,
+        system_prompt: str | None = None,
+    ) -> None:
+        from .llms import load_llm
+        from .registry import resolve_tools
+
+        if max_steps < 1:
+            raise ConfigError(f"max_steps must be at least 1, got {max_steps}.")
+        if max_errors < 0:
+            raise ConfigError(f"max_errors must be 0 or more, got {max_errors}.")
+        self.llm: LLM = load_llm(llm)
+        self.tools: list[Tool] = resolve_tools(tools, ready_only=tools is None)
+        self._by_name = {t.name: t for t in self.tools}
+        self.max_steps = max_steps
+        self.max_errors = max_errors
+        self.tool_timeout = tool_timeout
+        self.system_prompt = system_prompt or prompts.system_prompt(self.tools)
+
+    def chat(self) -> Chat:
+        """Start a multi-turn session that keeps images, turns and observations."""
+        return Chat(self)
+
+    def run(self, question: str, images: Sequence[ImageSource] | ImageSource = (), **callbacks: Any) -> Result:
+        """Answer one question about ``images`` (paths, PIL images or numpy arrays)."""
+        return Chat(self).ask(question, images, **callbacks)
+
+    def stream(self, question: str, images: Sequence[ImageSource] | ImageSource = ()) -> Iterator[StepRecord | Result]:
+        """Yield each :class:`StepRecord` as it completes, then the :class:`Result`."""
+        return Chat(self).stream(question, images)
+
+    # -- one tool call -------------------------------------------------------------------
+    def _prepare(self, call: protocol.Call, images: ImageTable) -> tuple[Tool, dict[str, Any], str] | CallRecord:
+        tool = self._by_name.get(call.tool)
+        if tool is None:
+            names = ", ".join(self._by_name) or "none"
+            return _error_record(call, f"there is no tool named '{call.tool}'. Available tools: {names}.")
+        try:
+            bound = tool.bind(call.args, call.kwargs)
+        except ArgumentError as exc:
+            return _error_record(call, str(exc))
+        for pname in tool.image_params:
+            handle = bound[pname]
+            if handle not in images:
+                known = ", ".join(images.handles) or "none"
+                return _error_record(
+                    call, f"'{handle}' is not an image handle for {tool.name}.{pname}; images: {known}."
+                )
+        return tool, bound, tool.canonical(bound)
+
+    def _execute(self, tool: Tool, bound: dict[str, Any], canonical: str, images: ImageTable) -> CallRecord:
+        resolved = {k: (images.get(v) if k in tool.image_params else v) for k, v in bound.items()}
+        t0 = time.perf_counter()
+        cached = False
+        try:
+            obs, cached = tool.invoke_cached(resolved)
+        except MMReactError as exc:
+            obs = Observation.failure(f"{tool.name} could not run: {one_line(exc)}")
+        except Exception as exc:  # noqa: BLE001 - a tool that raises becomes an observation
+            obs = Observation.failure(f"{tool.name} failed: {one_line(exc)}")
+        return CallRecord(
+            tool=tool.name, call=canonical, args=bound, text=obs.text, artifact=obs.artifact,
+            error=obs.error, reused="cache" if cached else None, seconds=time.perf_counter() - t0,
+        )
+
+    def _run_calls(self, calls: Sequence[protocol.Call], session: Chat) -> list[CallRecord]:
+        records: list[CallRecord | None] = [None] * len(calls)
+        todo: list[tuple[int, Tool, dict[str, Any], str]] = []
+        in_step: dict[str, int] = {}
+        for i, call in enumerate(calls):
+            prepared = self._prepare(call, session.images)
+            if isinstance(prepared, CallRecord):
+                records[i] = prepared
+                continue
+            tool, bound, canonical = prepared
+            earlier = session.memo.get(canonical)
+            if earlier is not None:
+                records[i] = earlier.model_copy(update={"reused": "repeat", "seconds": 0.0})
+            elif canonical in in_step:
+                records[i] = None  # filled from the first identical call below
+            else:
+                in_step[canonical] = i
+                todo.append((i, tool, bound, canonical))
+        if len(todo) == 1 and self.tool_timeout is None:
+            i, tool, bound, canonical = todo[0]
+            records[i] = self._execute(tool, bound, canonical, session.images)
+        elif todo:
+            pool = _executor()
+            futures = [(i, tool, canonical, pool.submit(self._execute, tool, bound, canonical, session.images))
+                       for i, tool, bound, canonical in todo]
+            for i, tool, canonical, fut in futures:
+                try:
+                    records[i] = fut.result(timeout=self.tool_timeout)
+                except FutureTimeout:
+                    records[i] = CallRecord(
+                        tool=tool.name, call=canonical, args={}, error=True, seconds=float(self.tool_timeout or 0),
+                        text=f"Error: {tool.name} timed out after {self.tool_timeout:g} s.",
+                    )
+        for i, call in enumerate(calls):
+            if records[i] is None:  # duplicate inside one step
+                prepared = self._prepare(call, session.images)
+                assert not isinstance(prepared, CallRecord)
+                first = records[in_step[prepared[2]]]
+                assert first is not None
+                records[i] = first.model_copy(update={"reused": "repeat", "seconds": 0.0})
+        out = [r for r in records if r is not None]
+        for r in out:
+            if r.reused is None and not r.text.startswith("Error: there is no tool"):
+                session.memo.setdefault(r.call, r)
+        return out
+
+
+def _error_record(call: protocol.Call, message: str) -> CallRecord:
+    return CallRecord(tool=call.tool, call=call.text(), args=dict(call.kwargs) or {"args": list(call.args)},
+                      text=f"Error: {message}", error=True)
+
+
+class Chat:
+    """A multi-turn session: earlier turns, images and observations stay in context, and an
+    identical call made in an earlier turn is answered from memory without re-running the tool."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.images = ImageTable()
+        self.messages: list[Message] = [Message("system", agent.system_prompt)]
+        self.memo: dict[str, CallRecord] = {}
+        self.turns: list[Result] = []
+
+    def ask(
+        self,
+        question: str,
+        images: Sequence[ImageSource] | ImageSource = (),
+        *,
+        on_step: Callable[[StepRecord], None] | None = None,
+        on_text: Callable[[str], None] | None = None,
+    ) -> Result:
+        """Ask a question (optionally adding images); returns the :class:`Result`."""
+        result: Result | None = None
+        for event in self._loop(question, images, on_text):
+            if isinstance(event, Result):
+                result = event
+            elif on_step is not None:
+                on_step(event)
+        assert result is not None
+        return result
+
+    def stream(self, question: str, images: Sequence[ImageSource] | ImageSource = (),
+               on_text: Callable[[str], None] | None = None) -> Iterator[StepRecord | Result]:
+        """Yield each step as it completes, then the :class:`Result`."""
+        return self._loop(question, images, on_text)
+
+    def _loop(self, question: str, images: Sequence[ImageSource] | ImageSource,
+              on_text: Callable[[str], None] | None) -> Iterator[StepRecord | Result]:
+        if not isinstance(question, str) or not question.strip():
+            raise ConfigError("The question is empty; ask something about the image(s).")
+        agent = self.agent
+        sources = [images] if isinstance(images, (str, bytes)) or not isinstance(images, Sequence) else list(images)
+        before = len(self.images)
+        handles = self.images.add_all(sources)  # validates all first; raises ImageError
+        new = [h for h in dict.fromkeys(handles) if int(h.split("_")[1]) > before]
+        started = time.perf_counter()
+        turn_start = len(self.messages)
+        self.messages.append(Message("user", render.question_text(question, new, self.images)))
+        steps: list[StepRecord] = []
+        failures = 0
+        answer: str | None = None
+        status, message = "max_steps", f"Stopped after {agent.max_steps} steps without a final answer."
+
+        def trace() -> Trace:
+            return Trace(
+                question=question,
+                images=tuple(ImageRecord(handle=h, source=img.source, width=img.width, height=img.height,
+                                         sha256=img.sha256) for h, img in self.images.items()),
+                steps=tuple(steps), answer=answer, status=status if answer is None else "answered",
+                message=None if answer is not None else message, llm=agent.llm.name,
+                seconds=time.perf_counter() - started,
+            )
+
+        for index in range(1, agent.max_steps + 1):
+            request = LLMRequest(
+                messages=tuple(self.messages), stop=("\nObservation:", "<observation"),
+                tools=agent.tools, handles=tuple(self.images.handles),
+                done_calls=frozenset(self.memo), on_text=on_text,
+            )
+            t0 = time.perf_counter()
+            try:
+                completion = agent.llm.complete(request)
+            except LLMError as exc:
+                del self.messages[turn_start:]
+                raise exc.with_trace(trace()) from None
+            except Exception as exc:  # noqa: BLE001 - a backend bug still keeps the partial trace
+                del self.messages[turn_start:]
+                raise LLMError(f"The LLM backend failed: {one_line(exc)}", trace=trace()) from exc
+            llm_seconds = time.perf_counter() - t0
+            text = completion.text or ""
+            cut = _SELF_OBSERVATION.search(text)
+            if cut:
+                text = text[: cut.start()]
+            text = text.strip()
+            error: str | None = None
+            parsed: protocol.Parsed | None = None
+            if completion.calls:
+                parsed = protocol.Parsed(thought=text or None, calls=completion.calls)
+            else:
+                try:
+                    parsed = protocol.parse(text)
+                except protocol.ParseError as exc:
+                    error = str(exc)
+            common = dict(index=index, llm_text=text, llm_seconds=llm_seconds,
+                          prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens)
+            self.messages.append(Message("assistant", text, calls=completion.calls or ()))
+            if parsed is None:
+                step = StepRecord(**common, error=error)
+                self.messages.append(Message("observation", render.retry_text(error or "")))
+            elif parsed.final_answer is not None:
+                answer = parsed.final_answer
+                step = StepRecord(**common, thought=parsed.thought, final_answer=answer)
+                steps.append(step)
+                yield step
+                break
+            else:
+                t1 = time.perf_counter()
+                records = agent._run_calls(parsed.calls, self)
+                step = StepRecord(**common, thought=parsed.thought, calls=tuple(records),
+                                  tool_seconds=time.perf_counter() - t1)
+                self.messages.append(Message(
+                    "observation", render.observations_text(records),
+                    results=tuple((c.id, r.text) for c, r in zip(parsed.calls, records)),
+                ))
+                error = "every call failed" if all(r.error for r in records) else None
+            steps.append(step)
+            yield step
+            failures = failures + 1 if error else 0
+            if failures > agent.max_errors:
+                status = "too_many_errors"
+                message = f"Stopped after {failures} unusable steps in a row (last problem: {error})."
+                break
+        result = Result(answer=answer, trace=trace(), images={h: img for h, img in self.images.items()})
+        self.turns.append(result)
+        yield result

@@ -1,0 +1,110 @@
+"""Process-wide result cache for tools: image content hash + tool + arguments -> observation.
+
+Bounded in memory (LRU). Set ``MMREACT_CACHE_DIR`` (or call :func:`configure`) to also persist
+entries on disk as small JSON files, so a later process re-runs no model either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from .observation import Observation
+
+
+class ResultCache:
+    def __init__(self, max_entries: int = 2048, directory: str | Path | None = None) -> None:
+        self.max_entries = max_entries
+        self.directory = Path(directory).expanduser() if directory else None
+        self._mem: OrderedDict[str, Observation] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(tool: str, version: str, arguments: dict[str, Any]) -> str:
+        from .images import Image
+
+        parts = {k: (f"sha256:{v.sha256}" if isinstance(v, Image) else v) for k, v in arguments.items()}
+        blob = json.dumps([tool, version, parts], sort_keys=True, default=repr)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def get(self, key: str) -> Observation | None:
+        with self._lock:
+            obs = self._mem.get(key)
+            if obs is not None:
+                self._mem.move_to_end(key)
+                self.hits += 1
+                return obs
+        if self.directory is not None:
+            path = self.directory / f"{key}.json"
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                obs = Observation(text=data["text"], artifact=data.get("artifact"), error=False)
+            except (OSError, ValueError, KeyError, TypeError):
+                obs = None
+            if obs is not None:
+                self._put_mem(key, obs)
+                with self._lock:
+                    self.hits += 1
+                return obs
+        with self._lock:
+            self.misses += 1
+        return None
+
+    def put(self, key: str, obs: Observation) -> None:
+        if obs.error:
+            return  # failures are not cached: weights may be installed later
+        self._put_mem(key, obs)
+        if self.directory is not None:
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                tmp = self.directory / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp"
+                tmp.write_text(json.dumps({"text": obs.text, "artifact": obs.artifact}), encoding="utf-8")
+                os.replace(tmp, self.directory / f"{key}.json")
+            except (OSError, TypeError, ValueError):
+                pass  # the disk cache is best effort; the in-memory one still holds the entry
+
+    def _put_mem(self, key: str, obs: Observation) -> None:
+        with self._lock:
+            self._mem[key] = obs
+            self._mem.move_to_end(key)
+            while len(self._mem) > self.max_entries:
+                self._mem.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._mem.clear()
+            self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._mem)
+
+
+_cache: ResultCache | None = None
+_cache_lock = threading.Lock()
+
+
+def result_cache() -> ResultCache:
+    """The shared cache (created on first use from ``MMREACT_CACHE_DIR`` / ``MMREACT_CACHE_SIZE``)."""
+    global _cache
+    with _cache_lock:
+        if _cache is None:
+            _cache = ResultCache(
+                max_entries=int(os.environ.get("MMREACT_CACHE_SIZE", "2048")),
+                directory=os.environ.get("MMREACT_CACHE_DIR") or None,
+            )
+        return _cache
+
+
+def configure(max_entries: int = 2048, directory: str | Path | None = None) -> ResultCache:
+    """Replace the shared cache (e.g. to persist it in ``directory``)."""
+    global _cache
+    with _cache_lock:
+        _cache = ResultCache(max_entries=max_entries, directory=directory)
+        return _cache

@@ -1,0 +1,178 @@
+"""The command line: ``mmreact ask``, ``mmreact tools``, ``mmreact experts``.
+
+User mistakes (missing file, not an image, unknown tool or LLM spec, unreadable script) print one
+line on stderr and exit with status 2, never a traceback. A run that ends without an answer
+(step limit, too many unusable replies) prints why on stderr and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import MMReactError
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    help="mmreact: give any text-only LLM eyes (a ReAct agent over vision experts).",
+)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"mmreact: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _err_console():  # rich import only when printing to a terminal
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+LLMOpt = Annotated[Optional[str], typer.Option("--llm", help="LLM spec: default, scripted:PATH, gguf:PATH, hf:ID, openai:MODEL.")]
+ToolsOpt = Annotated[Optional[str], typer.Option("--tools", help="Comma-separated tool names (default: every tool ready here).")]
+
+
+@app.command()
+def ask(
+    args: Annotated[list[str], typer.Argument(metavar="IMAGE... QUESTION", help="One or more images, then the question.")],
+    llm: LLMOpt = None,
+    tools: ToolsOpt = None,
+    max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="Model turns before giving up.")] = 8,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole trace as JSON.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show each step as it happens (on stderr).")] = False,
+) -> None:
+    """Ask a question about one or more images; print the answer."""
+    from .agent import Agent
+    from .display import step_text
+    from .registry import parse_tool_list
+
+    if len(args) < 2:
+        _fail("give at least one image and then a question, e.g. mmreact ask photo.jpg \"What is this?\"")
+    *images, question = args
+    try:
+        agent = Agent(llm=llm, tools=parse_tool_list(tools), max_steps=max_steps)
+        console = _err_console() if verbose else None
+
+        def on_step(step):  # noqa: ANN001
+            if console is not None:
+                sys.stderr.write("\n")
+                console.print(step_text(step), markup=False)
+
+        def on_text(chunk: str) -> None:
+            sys.stderr.write(chunk)
+            sys.stderr.flush()
+
+        result = agent.run(question, images, on_step=on_step, on_text=on_text if verbose else None)
+    except MMReactError as exc:
+        trace = getattr(exc, "trace", None)
+        if as_json and trace is not None:
+            typer.echo(trace.to_json())
+        _fail(str(exc))
+        return
+    if as_json:
+        typer.echo(result.trace.to_json())
+    elif result.answer is not None:
+        typer.echo(result.answer)
+    if result.answer is None:
+        typer.echo(f"mmreact: no answer: {result.message}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command("tools")
+def list_tools(
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """List every available tool and plug-in, and whether it can run on this machine."""
+    from .registry import discover, plugin_failures
+
+    rows = []
+    for name, info in discover().items():
+        try:
+            problem = info.tool.check()
+        except Exception as exc:  # noqa: BLE001 - a broken check is itself a status
+            problem = f"check failed: {exc}"
+        rows.append({"name": name, "origin": info.origin, "ready": problem is None, "missing": problem,
+                     "usage": info.tool.usage(), "description": info.tool.description})
+    failures = [{"entry_point": f.entry_point, "distribution": f.distribution, "error": f.error}
+                for f in plugin_failures()]
+    if as_json:
+        typer.echo(json.dumps({"tools": rows, "failed_plugins": failures}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_lines=False)
+    for col in ("tool", "ready", "from", "description"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        ready = "yes" if r["ready"] else f"no: {r['missing']}"
+        table.add_row(r["usage"], ready, r["origin"], r["description"])
+    console = Console(highlight=False)
+    console.print(table)
+    for f in failures:
+        console.print(f"plug-in failed to load and was skipped: {f['entry_point']} ({f['distribution']}): {f['error']}",
+                      markup=False)
+
+
+@app.command()
+def experts(
+    image: Annotated[str, typer.Argument(help="The image file.")],
+    tools: ToolsOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print observations and artifacts as JSON.")] = False,
+) -> None:
+    """Run tools directly on an image (no LLM) and print their observations."""
+    from .images import load_image
+    from .observation import Observation
+    from .registry import parse_tool_list, resolve_tools
+
+    try:
+        img = load_image(image)
+        selected = resolve_tools(parse_tool_list(tools), ready_only=tools is None)
+    except MMReactError as exc:
+        _fail(str(exc))
+        return
+    out = []
+    for t in selected:
+        images = t.image_params
+        required_other = [p.name for p in t.params if p.required and not p.is_image]
+        if len(images) != 1 or required_other:
+            obs = Observation.failure(f"{t.name} does not take exactly one image and no other required argument.")
+            seconds = 0.0
+        else:
+            t0 = time.perf_counter()
+            try:
+                bound = t.bind((), {images[0]: "image_1"})
+                bound[images[0]] = img
+                obs = t.invoke(bound)
+            except Exception as exc:  # noqa: BLE001 - shown like an agent observation
+                from .errors import one_line
+
+                obs = Observation.failure(f"{t.name} failed: {one_line(exc)}")
+            seconds = time.perf_counter() - t0
+        out.append({"tool": t.name, "text": obs.text, "artifact": obs.artifact, "error": obs.error,
+                     "seconds": round(seconds, 4)})
+    if as_json:
+        typer.echo(json.dumps({"image": image, "width": img.width, "height": img.height, "results": out}, indent=2))
+    else:
+        for r in out:
+            typer.echo(f"== {r['tool']} ({r['seconds'] * 1000:.0f} ms)")
+            typer.echo(r["text"])
+    if out and all(r["error"] for r in out):
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("mmreact: interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Shared machinery for experts: device choice, once-per-process model loading, weight lookup,
+and the text formatting every observation uses.
+
+Box convention (everywhere in mmreact): pixel ``[x1, y1, x2, y2]`` on the original image, origin
+top-left, x to the right, y down, rounded to whole pixels in observation text.
+
+Offline first: weights are looked up locally (a path, or the Hugging Face cache) and never
+downloaded unless ``MMREACT_ALLOW_DOWNLOAD=1`` is set.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..errors import WeightsMissingError
+from ..tools import Tool
+
+T = TypeVar("T")
+
+_models: dict[Any, Any] = {}
+_locks: dict[Any, threading.Lock] = {}
+_registry_lock = threading.Lock()
+
+
+def downloads_allowed() -> bool:
+    return os.environ.get("MMREACT_ALLOW_DOWNLOAD", "").lower() in ("1", "true", "yes")
+
+
+def select_device(preference: str | None = None) -> str:
+    """``preference``, else ``MMREACT_DEVICE``, else ``cuda`` when a GPU is present, else ``cpu``."""
+    choice = preference or os.environ.get("MMREACT_DEVICE")
+    if choice:
+        return choice
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def select_dtype(device: str) -> Any:
+    """Half precision on GPU (bf16 where supported), fp32 on CPU."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def shared(key: Any, loader: Callable[[], T]) -> T:
+    """Load a model once per process (per ``key``) and share it across agents and threads."""
+    model = _models.get(key)
+    if model is not None:
+        return model
+    with _registry_lock:
+        lock = _locks.setdefault(key, threading.Lock())
+    with lock:
+        model = _models.get(key)
+        if model is None:
+            model = loader()
+            _models[key] = model
+    return model
+
+
+def loaded_models() -> list[Any]:
+    """Keys of the models loaded so far in this process."""
+    return list(_models)
+
+
+def hf_local_path(model_id: str) -> str | None:
+    """A local directory for ``model_id`` (a path, or a complete Hugging Face cache snapshot), else None."""
+    p = Path(model_id).expanduser()
+    if p.is_dir() and (p / "config.json").is_file():
+        return str(p)
+    if p.is_absolute() or model_id.startswith((".", "~")):
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    try:
+        found = try_to_load_from_cache(model_id, "config.json")
+    except Exception:  # noqa: BLE001 - malformed ids are simply not cached
+        return None
+    if isinstance(found, str) and os.path.isfile(found):
+        return str(Path(found).parent)
+    return None
+
+
+def require_hf_weights(model_id: str, what: str, option: str) -> str:
+    """The local directory of ``model_id`` or, when downloads are allowed, the id itself.
+
+    Raises :class:`WeightsMissingError` with one sentence saying how to provide the weights.
+    """
+    local = hf_local_path(model_id)
+    if local is not None:
+        return local
+    if downloads_allowed():
+        return model_id
+    raise WeightsMissingError(missing_hf_message(model_id, what, option))
+
+
+def missing_hf_message(model_id: str, what: str, option: str) -> str:
+    return (
+        f"The {what} weights '{model_id}' are not on this machine: run "
+        f"`huggingface-cli download {model_id}` (or set MMREACT_ALLOW_DOWNLOAD=1), "
+        f"or point {option} at a local copy."
+    )
+
+
+# -- observation text --------------------------------------------------------------------
+def size_line(width: int, height: int) -> str:
+    return f"Image size: {width}x{height} pixels (boxes are [x1, y1, x2, y2], origin top-left)."
+
+
+def fmt_box(box: Sequence[float]) -> str:
+    return "[" + ", ".join(str(int(round(float(v)))) for v in box) + "]"
+
+
+def clip_box(box: Sequence[float], width: int, height: int) -> list[float]:
+    x1, y1, x2, y2 = (float(v) for v in box)
+    x1, x2 = sorted((min(max(x1, 0.0), width), min(max(x2, 0.0), width)))
+    y1, y2 = sorted((min(max(y1, 0.0), height), min(max(y2, 0.0), height)))
+    return [round(x1, 1), round(y1, 1), round(x2, 1), round(y2, 1)]
+
+
+def limited(lines: Sequence[str], limit: int, what: str) -> list[str]:
+    """At most ``limit`` lines, with a note of how many were left out."""
+    if len(lines) <= limit:
+        return list(lines)
+    return [*lines[:limit], f"... and {len(lines) - limit} more {what} left out."]
+
+
+class ExpertTool(Tool):
+    """Base for the built-in experts: cached results keyed by model id and arguments.
+
+    Subclasses set ``name``, ``description``, ``default_model``, ``env_var`` (the variable that
+    names another checkpoint) and implement ``run`` / ``setup`` / ``check``.
+    """
+
+    cacheable = True
+    default_model: str = ""
+    env_var: str = ""
+
+    def __init__(self, model: str | None = None, device: str | None = None) -> None:
+        super().__init__()
+        self.model_id = model or (os.environ.get(self.env_var) if self.env_var else None) or self.default_model
+        self.device_preference = device
+        self.cache_version = f"{type(self).__name__}:{self.model_id}"
+
+    @property
+    def device(self) -> str:
+        return select_device(self.device_preference)

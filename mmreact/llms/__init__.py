@@ -1,0 +1,58 @@
+"""LLM backends behind one small interface, chosen by a spec string.
+
+=====================  ==========================================================
+spec                   backend
+=====================  ==========================================================
+``scripted:PATH``      replays a JSON list of reply strings (:class:`ScriptedLLM`)
+=====================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ..errors import ConfigError
+from .base import LLM, Completion, LLMRequest, Message
+from .scripted import ScriptedLLM
+
+__all__ = ["LLM", "Completion", "LLMRequest", "Message", "ScriptedLLM", "load_llm", "SPEC_PREFIXES"]
+
+#: spec prefix -> "module:factory"; the factory takes the text after the colon.
+SPEC_PREFIXES: dict[str, str] = {
+    "scripted": "mmreact.llms.scripted:ScriptedLLM.from_file",
+}
+DEFAULT_SPEC = "default"
+
+
+def _factory(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def load_llm(spec: LLM | str | Any | None = None) -> LLM:
+    """An :class:`LLM` from a backend object, a LangChain chat model or a spec string."""
+    if isinstance(spec, LLM):
+        return spec
+    if spec is None:
+        spec = DEFAULT_SPEC
+    if not isinstance(spec, str):
+        if hasattr(spec, "invoke") and hasattr(spec, "bind_tools") and "langchain" in type(spec).__module__ + "".join(
+            c.__module__ for c in type(spec).__mro__
+        ):
+            return _factory("mmreact.llms.langchain:LangChainLLM")(spec)
+        raise ConfigError(f"Cannot use a {type(spec).__name__} as an LLM; pass an LLM, a LangChain chat model or a spec string.")
+    text = spec.strip()
+    prefix, sep, rest = text.partition(":")
+    if not sep:
+        prefix, rest = text, ""
+    target = SPEC_PREFIXES.get(prefix.lower())
+    if target is None:
+        known = ", ".join(f"{p}:..." if p != "default" else p for p in SPEC_PREFIXES)
+        raise ConfigError(f"Unknown LLM spec '{spec}'; use one of: {known}.")
+    if not rest and prefix.lower() not in ("default",):
+        raise ConfigError(f"The LLM spec '{spec}' needs a value after '{prefix}:'.")
+    return _factory(target)(rest) if rest else _factory(target)()

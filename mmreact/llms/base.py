@@ -1,0 +1,86 @@
+"""The one interface every LLM backend implements: ``complete(request) -> Completion``.
+
+Streaming is a thin layer on top: a backend that can stream calls ``request.on_text`` with each
+chunk as it arrives. Provider quirks stay in the provider's module.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from ..protocol import Call
+    from ..tools import Tool
+
+Role = Literal["system", "user", "assistant", "observation"]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message of the transcript.
+
+    ``observation`` messages carry tool results; text-ReAct backends send them as ``user``
+    messages, native tool-calling backends as ``tool`` messages (one per entry of ``results``,
+    matched to the assistant message's ``calls`` by id).
+    """
+
+    role: Role
+    content: str
+    calls: tuple[Call, ...] = ()
+    results: tuple[tuple[str, str], ...] = ()  # (call id, observation text)
+
+
+@dataclass(frozen=True, slots=True)
+class LLMRequest:
+    """What the engine asks of the model for one step."""
+
+    messages: Sequence[Message]
+    stop: tuple[str, ...] = ()
+    #: The tools the model may call and the image handles that exist, so that backends which
+    #: constrain decoding (grammars) only allow well-formed, valid steps.
+    tools: Sequence[Tool] = ()
+    handles: tuple[str, ...] = ()
+    #: Canonical text of calls already made in this session (see ``Call.canonical``).
+    done_calls: frozenset[str] = frozenset()
+    max_tokens: int = 512
+    on_text: Callable[[str], None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """The model's reply. Native tool-calling backends fill ``calls`` (text may then be a thought)."""
+
+    text: str
+    calls: tuple[Call, ...] | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class LLM(abc.ABC):
+    """Base class of LLM backends."""
+
+    #: Short description for traces, e.g. ``"scripted"`` or ``"gguf:SmolLM2-135M"``.
+    name: str = "llm"
+
+    @abc.abstractmethod
+    def complete(self, request: LLMRequest) -> Completion:
+        """Produce the next reply. Raise :class:`mmreact.errors.LLMError` on failure."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+
+def chat_messages(messages: Sequence[Message]) -> list[dict[str, str]]:
+    """Plain ``{"role", "content"}`` dicts for text-ReAct chat backends (observations -> user)."""
+    out: list[dict[str, str]] = []
+    for m in messages:
+        role = "user" if m.role == "observation" else m.role
+        if out and out[-1]["role"] == role and role == "user":
+            out[-1] = {"role": role, "content": out[-1]["content"] + "\n\n" + m.content}
+        else:
+            out.append({"role": role, "content": m.content})
+    return out

@@ -1,0 +1,101 @@
+"""Frozen step records: what happened in a run, in order. Round-trips through JSON."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Status = Literal["answered", "max_steps", "too_many_errors"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CallRecord(_Frozen):
+    """One tool call and its observation."""
+
+    tool: str
+    #: The call as text, e.g. ``ocr(image_1)`` (canonical form when the arguments were valid).
+    call: str
+    args: dict[str, Any]
+    text: str
+    artifact: Any = None
+    error: bool = False
+    #: ``"repeat"`` when an identical earlier call's observation was reused,
+    #: ``"cache"`` when the process-wide result cache answered, else ``None``.
+    reused: Literal["repeat", "cache"] | None = None
+    seconds: float = 0.0
+
+
+class StepRecord(_Frozen):
+    """One model turn: its text, the calls it made (or its final answer), and timings."""
+
+    index: int
+    llm_text: str
+    thought: str | None = None
+    calls: tuple[CallRecord, ...] = ()
+    final_answer: str | None = None
+    #: A reply the engine could not act on; the message that went back to the model.
+    error: str | None = None
+    llm_seconds: float = 0.0
+    tool_seconds: float = 0.0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class ImageRecord(_Frozen):
+    handle: str
+    source: str
+    width: int
+    height: int
+    sha256: str
+
+
+class Trace(_Frozen):
+    """Everything one question cost: steps, answer, status and timings."""
+
+    question: str
+    images: tuple[ImageRecord, ...] = ()
+    steps: tuple[StepRecord, ...] = ()
+    answer: str | None = None
+    status: Status = "answered"
+    #: Why the run stopped without an answer, in one sentence (``None`` when answered).
+    message: str | None = None
+    llm: str = ""
+    seconds: float = 0.0
+
+    @property
+    def llm_seconds(self) -> float:
+        return sum(s.llm_seconds for s in self.steps)
+
+    @property
+    def tool_seconds(self) -> float:
+        return sum(s.tool_seconds for s in self.steps)
+
+    @property
+    def tokens(self) -> int | None:
+        counts = [(s.prompt_tokens or 0) + (s.completion_tokens or 0) for s in self.steps
+                  if s.prompt_tokens is not None or s.completion_tokens is not None]
+        return sum(counts) if counts else None
+
+    @property
+    def calls(self) -> list[CallRecord]:
+        return [c for s in self.steps for c in s.calls]
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return self.model_dump_json(indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Trace:
+        return cls.model_validate_json(text)
+
+    def pretty(self) -> str:
+        """A readable plain-text rendering."""
+        from .display import trace_text
+
+        return trace_text(self)
+
+    def __str__(self) -> str:
+        return self.pretty()
