@@ -57,6 +57,13 @@ def ask(
     try:
         agent = Agent(llm=llm, tools=parse_tool_list(tools), max_steps=max_steps)
         console = _err_console() if verbose else None
+        if console is not None:
+            from .registry import plugin_failures
+
+            for f in plugin_failures():
+                console.print(f"(skipped plug-in {f.entry_point} from {f.distribution}: {f.error})", markup=False)
+            console.print(f"LLM: {agent.llm.name}; tools: {', '.join(t.name for t in agent.tools) or 'none'}",
+                          markup=False)
 
         def on_step(step):  # noqa: ANN001
             if console is not None:

@@ -105,8 +105,13 @@ def _from_path(path: Path, max_bytes: int, max_pixels: int) -> Image:
         raise ImageError(f"{name} is empty (0 bytes), not an image.")
     if size > max_bytes:
         raise ImageError(f"{name} is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit for one image.")
+    import warnings
+
     try:
-        with PILImageMod.open(path) as probe:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PILImageMod.DecompressionBombWarning)
+            probe_ctx = PILImageMod.open(path)
+        with probe_ctx as probe:
             w, h = probe.size
             if w * h > max_pixels:
                 raise ImageError(

@@ -20,6 +20,7 @@ from .errors import MMReactError, ToolNotFoundError, one_line
 from .tools import Tool, as_tool
 
 log = logging.getLogger("mmreact")
+log.addHandler(logging.NullHandler())  # the application decides where warnings go
 ENTRY_POINT_GROUP = "mmreact.tools"
 
 #: Built-in experts, imported lazily ("module:attribute"); their modules import nothing heavy.
