@@ -13,13 +13,15 @@ from typing import Any
 
 from . import prompts, protocol, render
 from .errors import ConfigError, LLMError, MMReactError, one_line
-from .images import Image, ImageSource, ImageTable
+from .images import Image, ImagePolicy, ImageSource, ImageTable
 from .llms.base import LLM, LLMRequest, Message
 from .observation import Observation
 from .tools import ArgumentError, Tool
 from .trace import CallRecord, ImageRecord, StepRecord, Trace
 
 _SELF_OBSERVATION = re.compile(r"\n\s*Observation\s*:", re.IGNORECASE)
+#: Replies longer than this are cut before parsing (a runaway model must not flood the context).
+MAX_REPLY_CHARS = 20_000
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
@@ -68,6 +70,8 @@ class Agent:
         max_errors: consecutive unusable steps (unparseable replies, or steps whose calls all
             failed) before the run stops with status ``"too_many_errors"``.
         tool_timeout: seconds a tool may take before its call is reported to the model as timed out.
+        image_policy: size limits and an optional allowed folder for image files
+            (default: :meth:`ImagePolicy.from_env`).
     """
 
     def __init__(
@@ -79,6 +83,7 @@ class Agent:
         max_errors: int = 3,
         tool_timeout: float | None = None,
         system_prompt: str | None = None,
+        image_policy: ImagePolicy | None = None,
     ) -> None:
         from .llms import load_llm
         from .registry import resolve_tools
@@ -94,6 +99,7 @@ class Agent:
         self.max_errors = max_errors
         self.tool_timeout = tool_timeout
         self.system_prompt = system_prompt or prompts.system_prompt(self.tools)
+        self.image_policy = image_policy
 
     def chat(self) -> Chat:
         """Start a multi-turn session that keeps images, turns and observations."""
@@ -199,7 +205,7 @@ class Chat:
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
-        self.images = ImageTable()
+        self.images = ImageTable(agent.image_policy)
         self.messages: list[Message] = [Message("system", agent.system_prompt)]
         self.memo: dict[str, CallRecord] = {}
         self.turns: list[Result] = []
@@ -270,7 +276,7 @@ class Chat:
                 del self.messages[turn_start:]
                 raise LLMError(f"The LLM backend failed: {one_line(exc)}", trace=trace()) from exc
             llm_seconds = time.perf_counter() - t0
-            text = completion.text or ""
+            text = (completion.text or "")[:MAX_REPLY_CHARS]
             cut = _SELF_OBSERVATION.search(text)
             if cut:
                 text = text[: cut.start()]

@@ -28,6 +28,38 @@ MAX_PIXELS = 120_000_000
 HANDLE_RE = re.compile(r"^image_(\d+)$")
 
 
+@dataclass(frozen=True)
+class ImagePolicy:
+    """Limits applied to every image on load.
+
+    ``allowed_root``: when set, file paths must resolve (symlinks followed, ``..`` collapsed)
+    inside this folder. Defaults come from ``MMREACT_IMAGE_ROOT``, ``MMREACT_MAX_IMAGE_MB`` and
+    ``MMREACT_MAX_PIXELS``. Multi-frame files (GIF, TIFF, APNG): the first frame is used.
+    """
+
+    max_bytes: int = MAX_FILE_BYTES
+    max_pixels: int = MAX_PIXELS
+    allowed_root: str | None = None
+
+    @classmethod
+    def from_env(cls) -> ImagePolicy:
+        env = os.environ
+        return cls(
+            max_bytes=int(float(env.get("MMREACT_MAX_IMAGE_MB", MAX_FILE_BYTES / 1024 / 1024)) * 1024 * 1024),
+            max_pixels=int(env.get("MMREACT_MAX_PIXELS", MAX_PIXELS)),
+            allowed_root=env.get("MMREACT_IMAGE_ROOT") or None,
+        )
+
+    def check_path(self, path: Path) -> Path:
+        if self.allowed_root is None:
+            return path
+        root = Path(self.allowed_root).expanduser().resolve()
+        real = path.resolve()
+        if not real.is_relative_to(root):
+            raise ImageError(f"{path} is outside the allowed image folder {root}.")
+        return real
+
+
 @dataclass(frozen=True, eq=False)
 class Image:
     """A validated RGB image. Tools declare a parameter of this type to receive an image."""
@@ -92,6 +124,7 @@ def _normalise(pil: PILImage.Image) -> PILImage.Image:
 
 
 def _from_path(path: Path, max_bytes: int, max_pixels: int) -> Image:
+    """Open, check and normalise one file (first frame of multi-frame files)."""
     from PIL import Image as PILImageMod
     from PIL import UnidentifiedImageError
 
@@ -118,6 +151,10 @@ def _from_path(path: Path, max_bytes: int, max_pixels: int) -> Image:
                     f"{name} declares {w}x{h} pixels, over the {max_pixels:,} pixel limit "
                     "(possible decompression bomb)."
                 )
+            frames = getattr(probe, "n_frames", 1)
+            if frames > 1:
+                probe.seek(0)
+                name = f"{name} (frame 1 of {frames})"
             probe.load()
             pil = _normalise(probe)
             pil.load()
@@ -153,15 +190,23 @@ def _from_array(arr: Any) -> Image:
     return Image(pil=pil, sha256=_digest(pil), source=f"<numpy {'x'.join(map(str, arr.shape))}>")
 
 
-def load_image(source: ImageSource, *, max_bytes: int = MAX_FILE_BYTES, max_pixels: int = MAX_PIXELS) -> Image:
-    """Load and validate one image from a path, a ``PIL.Image`` or a numpy array."""
+def load_image(source: ImageSource, *, policy: ImagePolicy | None = None, max_bytes: int | None = None,
+               max_pixels: int | None = None) -> Image:
+    """Load and validate one image from a path, a ``PIL.Image`` or a numpy array.
+
+    Limits come from ``policy`` (default :meth:`ImagePolicy.from_env`), overridden by
+    ``max_bytes``/``max_pixels`` when given.
+    """
     if isinstance(source, Image):
         return source
+    policy = policy or ImagePolicy.from_env()
+    max_bytes = policy.max_bytes if max_bytes is None else max_bytes
+    max_pixels = policy.max_pixels if max_pixels is None else max_pixels
     if isinstance(source, (str, os.PathLike)):
         text = os.fspath(source)
         if isinstance(text, str) and re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text):
             raise ImageError(f"{text} is a URL; download it and pass the local file instead.")
-        return _from_path(Path(text).expanduser(), max_bytes, max_pixels)
+        return _from_path(policy.check_path(Path(text).expanduser()), max_bytes, max_pixels)
     try:
         from PIL import Image as PILImageMod
     except ImportError:  # pragma: no cover - pillow is a core dependency
@@ -186,16 +231,17 @@ class ImageTable:
     Adding the same pixels twice returns the existing handle.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, policy: ImagePolicy | None = None) -> None:
+        self.policy = policy
         self._by_handle: dict[str, Image] = {}
         self._by_hash: dict[str, str] = {}
 
     def add(self, source: ImageSource) -> str:
-        return self._register(load_image(source))
+        return self._register(load_image(source, policy=self.policy))
 
     def add_all(self, sources: Iterable[ImageSource]) -> list[str]:
         """Validate every image first, so one bad image adds none of them."""
-        images = [load_image(s) for s in sources]
+        images = [load_image(s, policy=self.policy) for s in sources]
         return [self._register(image) for image in images]
 
     def _register(self, image: Image) -> str:

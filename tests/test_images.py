@@ -100,3 +100,40 @@ def test_handle_table_dedupes_and_validates_all_first(tiny_png, tmp_path):
     with pytest.raises(ImageError):
         table.add_all([np.ones((3, 3, 3), dtype=np.uint8), tmp_path / "nope.png"])
     assert table.handles == ["image_1", "image_2"]  # nothing half-added
+
+
+def test_allowed_root_blocks_escapes(tmp_path):
+    from mmreact.images import ImagePolicy
+
+    root = tmp_path / "allowed"
+    root.mkdir()
+    inside = root / "ok.png"
+    PILImage.new("RGB", (4, 4)).save(inside)
+    outside = tmp_path / "secret.png"
+    PILImage.new("RGB", (4, 4)).save(outside)
+    (root / "link.png").symlink_to(outside)
+    policy = ImagePolicy(allowed_root=str(root))
+    assert load_image(inside, policy=policy).size == (4, 4)
+    for escape in (root / ".." / "secret.png", root / "link.png", outside):
+        with pytest.raises(ImageError, match="outside the allowed image folder"):
+            load_image(escape, policy=policy)
+
+
+def test_allowed_root_from_environment_applies_to_agents(tmp_path, monkeypatch):
+    from mmreact import Agent, ScriptedLLM
+
+    outside = tmp_path / "x.png"
+    PILImage.new("RGB", (4, 4)).save(outside)
+    (tmp_path / "root").mkdir()
+    monkeypatch.setenv("MMREACT_IMAGE_ROOT", str(tmp_path / "root"))
+    with pytest.raises(ImageError, match="outside the allowed image folder"):
+        Agent(ScriptedLLM(["Final Answer: x"]), tools=[]).run("q", [outside])
+
+
+def test_multi_frame_gif_uses_first_frame(tmp_path):
+    path = tmp_path / "anim.gif"
+    frames = [PILImage.new("RGB", (6, 6), c) for c in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    img = load_image(path)
+    assert img.to_numpy()[0, 0].tolist() == [255, 0, 0]
+    assert "frame 1 of 2" in img.source
