@@ -24,6 +24,10 @@ T = TypeVar("T")
 _models: dict[Any, Any] = {}
 _locks: dict[Any, threading.Lock] = {}
 _registry_lock = threading.Lock()
+#: Held while any loader runs: transformers' ``from_pretrained`` is not thread-safe across models
+#: (two different checkpoints loading at once in two threads can come out with meta or untied
+#: weights), and the agent runs one step's calls in parallel threads.
+_load_lock = threading.RLock()
 
 
 def downloads_allowed() -> bool:
@@ -62,7 +66,8 @@ def shared(key: Any, loader: Callable[[], T]) -> T:
     with lock:
         model = _models.get(key)
         if model is None:
-            model = loader()
+            with _load_lock:
+                model = loader()
             _models[key] = model
     return model
 

@@ -1,0 +1,164 @@
+"""Whole-image captioning with BLIP (``BlipForConditionalGeneration`` + ``BlipProcessor``).
+
+Default checkpoint ``Salesforce/blip-image-captioning-large``; ``CaptionTool(model=...)`` or
+``MMREACT_CAPTION_MODEL`` name another id or a local directory. Weights are looked up locally
+and never downloaded unless ``MMREACT_ALLOW_DOWNLOAD=1``.
+
+Decisions:
+- Unconditional captioning (no text prompt), greedy decoding, at most 30 new tokens: the
+  captions BLIP was trained to write are one short sentence, and greedy is the cheapest.
+  ``num_beams``/``max_new_tokens`` are constructor options (they are part of the cache key).
+- BLIP-large sometimes starts a caption with the training-data artefact "arafed"/"araffe";
+  those non-words are removed.
+- One forward at a time per loaded model (a lock): tokenizers and ``generate`` are not promised
+  to be thread-safe, and one GPU gains nothing from interleaving. Throughput comes from
+  :meth:`CaptionTool.run_batch`, which captions many images in one batched ``generate``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import MMReactError, WeightsMissingError, one_line
+from ..images import Image, ImageSource, load_image
+from ..observation import Observation
+from .base import ExpertTool, downloads_allowed, require_hf_weights, select_dtype, shared, size_line
+
+WHAT = "BLIP captioning"
+_ARTEFACT = re.compile(r"\baraf+e*d?\b\s*", re.IGNORECASE)
+
+
+def stack_missing(expert: str) -> str | None:
+    """One sentence when PyTorch or transformers is not installed, else None (imports nothing)."""
+    missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
+    if not missing:
+        return None
+    return f"The {expert} expert needs {' and '.join(missing)}: run `pip install 'mmreact[vision]'`."
+
+
+@dataclass
+class _Loaded:
+    model: Any
+    processor: Any
+    device: str
+    dtype: Any
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _load(path: str, model_id: str, device: str, dtype: Any) -> _Loaded:
+    from transformers import BlipForConditionalGeneration, BlipProcessor
+
+    local_only = not downloads_allowed()
+    try:
+        processor = BlipProcessor.from_pretrained(path, local_files_only=local_only)
+        model = BlipForConditionalGeneration.from_pretrained(path, dtype=dtype, local_files_only=local_only)
+    except OSError as exc:
+        raise WeightsMissingError(
+            f"The {WHAT} model '{model_id}' could not be loaded from {path} ({one_line(exc, 200)})."
+        ) from None
+    model.to(device).eval()
+    return _Loaded(model, processor, device, dtype)
+
+
+def clean_caption(text: str) -> str:
+    """Strip whitespace and BLIP's "arafed" artefacts; collapse spaces."""
+    return " ".join(_ARTEFACT.sub("", text).split())
+
+
+class CaptionTool(ExpertTool):
+    """Describe the whole image in one sentence."""
+
+    name = "caption"
+    description = "Describe the whole image in one sentence."
+    default_model = "Salesforce/blip-image-captioning-large"
+    env_var = "MMREACT_CAPTION_MODEL"
+
+    def __init__(self, model: str | None = None, device: str | None = None, *, max_new_tokens: int = 30,
+                 num_beams: int = 1, batch_size: int = 8) -> None:
+        super().__init__(model=model, device=device)
+        if max_new_tokens < 1 or num_beams < 1 or batch_size < 1:
+            raise MMReactError("CaptionTool needs max_new_tokens, num_beams and batch_size of at least 1.")
+        self.max_new_tokens = max_new_tokens
+        self.num_beams = num_beams
+        self.batch_size = batch_size
+        self.cache_version = f"{self.cache_version}:{max_new_tokens}:{num_beams}"
+        self._loaded: _Loaded | None = None
+
+    @property
+    def _option(self) -> str:
+        return f"{self.env_var} (or CaptionTool(model=...))"
+
+    def check(self) -> str | None:
+        problem = stack_missing("caption")
+        if problem:
+            return problem
+        try:
+            require_hf_weights(self.model_id, WHAT, self._option)
+        except WeightsMissingError as exc:
+            return str(exc)
+        return None
+
+    def setup(self) -> None:
+        problem = stack_missing("caption")
+        if problem:
+            raise MMReactError(problem)
+        path = require_hf_weights(self.model_id, WHAT, self._option)
+        device = self.device
+        dtype = select_dtype(device)
+        self._loaded = shared((CaptionTool, self.model_id, device, str(dtype)),
+                              lambda: _load(path, self.model_id, device, dtype))
+
+    def run(self, image: Image) -> Observation:
+        """Caption one image.
+
+        Args:
+            image: the image to describe
+        """
+        return self._caption([image])[0]
+
+    def run_batch(self, images: Sequence[ImageSource]) -> list[Observation]:
+        """Caption many images with batched ``generate`` calls (``batch_size`` images each).
+
+        Each result is the observation :meth:`run` gives for that image, and goes through the
+        same shared result cache: images captioned before are not run again, and the batch's
+        results answer later single calls.
+        """
+        from ..cache import ResultCache, result_cache
+
+        loaded = [load_image(s) for s in images]
+        cache = result_cache()
+        keys = [ResultCache.key(self.name, self.cache_version, {"image": im}) for im in loaded]
+        out: list[Observation | None] = [cache.get(k) for k in keys]
+        todo = [i for i, obs in enumerate(out) if obs is None]
+        if todo:
+            self.ensure_ready()
+            for start in range(0, len(todo), self.batch_size):
+                chunk = todo[start:start + self.batch_size]
+                for i, obs in zip(chunk, self._caption([loaded[i] for i in chunk])):
+                    cache.put(keys[i], obs)
+                    out[i] = obs
+        return [obs for obs in out if obs is not None]
+
+    def _caption(self, images: list[Image]) -> list[Observation]:
+        import torch
+
+        bundle = self._loaded
+        assert bundle is not None, "setup() has not run"
+        with bundle.lock, torch.inference_mode():
+            inputs = bundle.processor(images=[im.pil for im in images], return_tensors="pt")
+            pixel_values = inputs["pixel_values"].to(bundle.device, bundle.dtype)
+            ids = bundle.model.generate(pixel_values=pixel_values, max_new_tokens=self.max_new_tokens,
+                                        num_beams=self.num_beams, do_sample=False)
+            texts = bundle.processor.batch_decode(ids, skip_special_tokens=True)
+        out = []
+        for im, raw in zip(images, texts):
+            caption = clean_caption(raw)
+            shown = caption or "(the model produced no caption)"
+            out.append(Observation(text=f"{size_line(im.width, im.height)}\nCaption: {shown}",
+                                   artifact={"caption": caption}))
+        return out
