@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import prompts, protocol, render
 from .errors import ConfigError, LLMError, MMReactError, one_line
@@ -18,6 +18,9 @@ from .llms.base import LLM, LLMRequest, Message
 from .observation import Observation
 from .tools import ArgumentError, Tool
 from .trace import CallRecord, ImageRecord, StepRecord, Trace
+
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
 
 _SELF_OBSERVATION = re.compile(r"\n\s*Observation\s*:", re.IGNORECASE)
 #: Replies longer than this are cut before parsing (a runaway model must not flood the context).
@@ -57,6 +60,15 @@ class Result:
 
     def __str__(self) -> str:
         return self.answer if self.answer is not None else f"[{self.trace.status}] {self.trace.message}"
+
+    def annotated(self, handle: str | None = None) -> PILImage.Image:
+        """Image ``handle`` (default: the first) as a ``PIL.Image`` with this run's boxes drawn."""
+        from .annotate import annotate_result
+        return annotate_result(self, handle)
+
+    def _repr_html_(self) -> str:
+        from .notebook import result_html
+        return result_html(self)
 
 
 class Agent:
@@ -209,6 +221,10 @@ class Chat:
         self.messages: list[Message] = [Message("system", agent.system_prompt)]
         self.memo: dict[str, CallRecord] = {}
         self.turns: list[Result] = []
+
+    def _repr_html_(self) -> str:
+        from .notebook import chat_html
+        return chat_html(self)
 
     def ask(
         self,

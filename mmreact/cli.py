@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -35,6 +35,20 @@ def _err_console():  # rich import only when printing to a terminal
 
 LLMOpt = Annotated[Optional[str], typer.Option("--llm", help="LLM spec: default, scripted:PATH, gguf:PATH, hf:ID, openai:MODEL.")]
 ToolsOpt = Annotated[Optional[str], typer.Option("--tools", help="Comma-separated tool names (default: every tool ready here).")]
+AnnotatedOpt = Annotated[Optional[str], typer.Option(
+    "--save-annotated", metavar="PATH", help="Write the first image with every box the tools found (PNG unless PATH says .jpg).")]
+
+
+def _save_annotated(path: str, image: Any, artifacts: Any) -> None:
+    """Write ``image`` with the boxes in ``artifacts`` drawn on it; a bad path is a one-line error."""
+    from pathlib import Path
+
+    from .annotate import annotate, save_image
+
+    try:
+        save_image(annotate(image, artifacts), Path(path).expanduser())
+    except MMReactError as exc:
+        _fail(str(exc))
 
 
 @app.command()
@@ -45,6 +59,7 @@ def ask(
     max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="Model turns before giving up.")] = 8,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole trace as JSON.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show each step as it happens (on stderr).")] = False,
+    save_annotated: AnnotatedOpt = None,
 ) -> None:
     """Ask a question about one or more images; print the answer."""
     from .agent import Agent
@@ -55,6 +70,10 @@ def ask(
         _fail("give at least one image and then a question, e.g. mmreact ask photo.jpg \"What is this?\"")
     *images, question = args
     try:
+        if save_annotated is not None:
+            from .annotate import image_format
+
+            image_format(save_annotated)  # a bad path fails now, not after the run
         agent = Agent(llm=llm, tools=parse_tool_list(tools), max_steps=max_steps)
         console = _err_console() if verbose else None
         if console is not None:
@@ -85,6 +104,11 @@ def ask(
         typer.echo(result.trace.to_json())
     elif result.answer is not None:
         typer.echo(result.answer)
+    if save_annotated is not None:
+        from .annotate import calls_for
+
+        first = next(iter(result.images))
+        _save_annotated(save_annotated, result.images[first], calls_for(result, first))
     if result.answer is None:
         typer.echo(f"mmreact: no answer: {result.message}", err=True)
         raise typer.Exit(1)
@@ -131,6 +155,7 @@ def experts(
     image: Annotated[str, typer.Argument(help="The image file.")],
     tools: ToolsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print observations and artifacts as JSON.")] = False,
+    save_annotated: AnnotatedOpt = None,
 ) -> None:
     """Run tools directly on an image (no LLM) and print their observations."""
     from .images import load_image
@@ -138,6 +163,10 @@ def experts(
     from .registry import parse_tool_list, resolve_tools
 
     try:
+        if save_annotated is not None:
+            from .annotate import image_format
+
+            image_format(save_annotated)
         img = load_image(image)
         selected = resolve_tools(parse_tool_list(tools), ready_only=tools is None)
     except MMReactError as exc:
@@ -169,8 +198,61 @@ def experts(
         for r in out:
             typer.echo(f"== {r['tool']} ({r['seconds'] * 1000:.0f} ms)")
             typer.echo(r["text"])
+    if save_annotated is not None:
+        _save_annotated(save_annotated, img, [r["artifact"] for r in out if not r["error"]])
     if out and all(r["error"] for r in out):
         raise typer.Exit(1)
+
+
+@app.command("eval")
+def eval_(
+    data: Annotated[str, typer.Argument(help="A JSONL eval set, MM-Vet's folder or mm-vet.json, or 'builtin'.")],
+    system: Annotated[list[str], typer.Option("--system", "-s", help="A system to evaluate: agent, agent:LLMSPEC, an "
+                                              "mmreact.mllm spec, or NAME=SPEC. Repeat to compare.")],
+    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: eval-out/<data name>); "
+                                               "rerunning into it resumes.")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-j", help="Items run at once per system.")] = 1,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Only the first N items.")] = None,
+    scorer: Annotated[Optional[str], typer.Option("--scorer", help="Score every item with: default, exact, contains, "
+                                                  "numeric[:TOL], choice, judge[:LLMSPEC].")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start over instead of resuming the results in --out.")
+                     ] = False,
+    retry_errors: Annotated[bool, typer.Option("--retry-errors", help="When resuming, rerun items that errored.")
+                            ] = False,
+) -> None:
+    """Evaluate systems on an eval set; print the report and write results, Markdown, JSON and a plot."""
+    from pathlib import Path
+
+    from .eval.dataset import load_dataset, select
+    from .eval.report import summarize, write_report
+    from .eval.runner import RESULTS_FILE, load_system, parse_system_args, run_eval
+    from .eval.scorers import get_scorer
+
+    try:
+        if concurrency < 1:
+            raise MMReactError(f"--concurrency must be at least 1, got {concurrency}.")
+        specs = parse_system_args(system)
+        items = select(load_dataset(data), limit)
+        chosen = get_scorer(scorer) if scorer is not None else None
+        systems = {name: load_system(spec) for name, spec in specs.items()}
+        set_name = "builtin" if data == "builtin" else (Path(data).stem if Path(data).suffix else Path(data).name)
+        out_dir = Path(out) if out else Path("eval-out") / (set_name or "eval")
+        results = run_eval(items, systems, out_dir, concurrency=concurrency, resume=not fresh, scorer=chosen,
+                           retry_errors=retry_errors, progress=sys.stderr.isatty())
+        report = summarize(results)
+        paths = write_report(report, out_dir)
+    except MMReactError as exc:
+        _fail(str(exc))
+        return
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    for table in report.tables():
+        console.print(table)
+    files = [out_dir / RESULTS_FILE, *paths.values()]
+    typer.echo("wrote " + ", ".join(str(p) for p in files))
+    if "plot" not in paths:
+        typer.echo("(no plot: install matplotlib for accuracy_latency.png)", err=True)
 
 
 def main() -> None:

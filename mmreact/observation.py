@@ -42,6 +42,10 @@ class Observation:
     artifact: Any = None
     error: bool = False
 
+    def _repr_html_(self) -> str:
+        from .notebook import observation_html
+        return observation_html(self)
+
     @classmethod
     def failure(cls, message: str) -> Observation:
         return cls(text=f"Error: {message}", artifact=None, error=True)

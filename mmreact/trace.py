@@ -28,6 +28,10 @@ class CallRecord(_Frozen):
     reused: Literal["repeat", "cache"] | None = None
     seconds: float = 0.0
 
+    def _repr_html_(self) -> str:
+        from .notebook import call_html
+        return call_html(self)
+
 
 class StepRecord(_Frozen):
     """One model turn: its text, the calls it made (or its final answer), and timings."""
@@ -43,6 +47,10 @@ class StepRecord(_Frozen):
     tool_seconds: float = 0.0
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+
+    def _repr_html_(self) -> str:
+        from .notebook import step_html
+        return step_html(self)
 
 
 class ImageRecord(_Frozen):
@@ -99,3 +107,7 @@ class Trace(_Frozen):
 
     def __str__(self) -> str:
         return self.pretty()
+
+    def _repr_html_(self) -> str:
+        from .notebook import trace_html
+        return trace_html(self)

@@ -161,3 +161,45 @@ class ExpertTool(Tool):
     @property
     def device(self) -> str:
         return select_device(self.device_preference)
+
+    #: Images per batched forward in :meth:`run_batch`.
+    batch_size: int = 8
+
+    def batch_group(self, image: Any) -> Any:
+        """Images with equal groups may share one forward pass (default: all)."""
+        return None
+
+    def _run_many(self, images: list[Any], **options: Any) -> list[Any]:
+        """Observations for several images in one forward pass (subclasses implement)."""
+        raise NotImplementedError
+
+    def run_batch(self, images: Sequence[Any], **options: Any) -> list[Any]:
+        """Run on many images (paths, PIL images, arrays, or :class:`~mmreact.images.Image`).
+
+        Each result is the observation a single call gives for that image, and goes through the
+        same shared result cache: images seen before are not run again, and the batch's results
+        answer later single calls. The rest run ``batch_size`` at a time, grouped by
+        :meth:`batch_group`.
+        """
+        from ..cache import ResultCache, result_cache
+        from ..images import load_image
+
+        loaded = [load_image(s) for s in images]
+        bound = self.bind((), {**options, "image": "<image>"})
+        del bound["image"]
+        cache = result_cache()
+        keys = [ResultCache.key(self.name, self.cache_version, {"image": im, **bound}) for im in loaded]
+        out: list[Any] = [cache.get(k) for k in keys]
+        groups: dict[Any, list[int]] = {}
+        for i, obs in enumerate(out):
+            if obs is None:
+                groups.setdefault(self.batch_group(loaded[i]), []).append(i)
+        if groups:
+            self.ensure_ready()
+        for group in groups.values():
+            for start in range(0, len(group), self.batch_size):
+                chunk = group[start:start + self.batch_size]
+                for i, obs in zip(chunk, self._run_many([loaded[i] for i in chunk], **bound)):
+                    cache.put(keys[i], obs)
+                    out[i] = obs
+        return out

@@ -20,12 +20,11 @@ from __future__ import annotations
 import importlib.util
 import re
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import MMReactError, WeightsMissingError, one_line
-from ..images import Image, ImageSource, load_image
+from ..images import Image
 from ..observation import Observation
 from .base import ExpertTool, downloads_allowed, require_hf_weights, select_dtype, shared, size_line
 
@@ -121,28 +120,8 @@ class CaptionTool(ExpertTool):
         """
         return self._caption([image])[0]
 
-    def run_batch(self, images: Sequence[ImageSource]) -> list[Observation]:
-        """Caption many images with batched ``generate`` calls (``batch_size`` images each).
-
-        Each result is the observation :meth:`run` gives for that image, and goes through the
-        same shared result cache: images captioned before are not run again, and the batch's
-        results answer later single calls.
-        """
-        from ..cache import ResultCache, result_cache
-
-        loaded = [load_image(s) for s in images]
-        cache = result_cache()
-        keys = [ResultCache.key(self.name, self.cache_version, {"image": im}) for im in loaded]
-        out: list[Observation | None] = [cache.get(k) for k in keys]
-        todo = [i for i, obs in enumerate(out) if obs is None]
-        if todo:
-            self.ensure_ready()
-            for start in range(0, len(todo), self.batch_size):
-                chunk = todo[start:start + self.batch_size]
-                for i, obs in zip(chunk, self._caption([loaded[i] for i in chunk])):
-                    cache.put(keys[i], obs)
-                    out[i] = obs
-        return [obs for obs in out if obs is not None]
+    def _run_many(self, images: list[Image]) -> list[Observation]:
+        return self._caption(images)
 
     def _caption(self, images: list[Image]) -> list[Observation]:
         import torch

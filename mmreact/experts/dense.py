@@ -23,12 +23,12 @@ from __future__ import annotations
 import importlib.util
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import MMReactError, WeightsMissingError, one_line
-from ..images import Image, ImageSource, load_image
+from ..images import Image
 from ..observation import Observation
 from .base import (
     ExpertTool,
@@ -183,26 +183,8 @@ class DenseCaptionTool(ExpertTool):
         """
         return self._regions([image])[0]
 
-    def run_batch(self, images: Sequence[ImageSource]) -> list[Observation]:
-        """Dense-caption many images with batched ``generate`` calls (``batch_size`` images each).
-
-        Results go through the shared result cache exactly as :meth:`run`'s do.
-        """
-        from ..cache import ResultCache, result_cache
-
-        loaded = [load_image(s) for s in images]
-        cache = result_cache()
-        keys = [ResultCache.key(self.name, self.cache_version, {"image": im}) for im in loaded]
-        out: list[Observation | None] = [cache.get(k) for k in keys]
-        todo = [i for i, obs in enumerate(out) if obs is None]
-        if todo:
-            self.ensure_ready()
-            for start in range(0, len(todo), self.batch_size):
-                chunk = todo[start:start + self.batch_size]
-                for i, obs in zip(chunk, self._regions([loaded[i] for i in chunk])):
-                    cache.put(keys[i], obs)
-                    out[i] = obs
-        return [obs for obs in out if obs is not None]
+    def _run_many(self, images: list[Image]) -> list[Observation]:
+        return self._regions(images)
 
     def _regions(self, images: list[Image]) -> list[Observation]:
         import torch

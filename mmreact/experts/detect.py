@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, WeightsMissingError
-from ..images import Image, ImageSource, load_image
+from ..images import Image
 from ..observation import Observation
 from .base import ExpertTool, clip_box, downloads_allowed, fmt_box, limited, shared, size_line
 
@@ -212,32 +212,17 @@ class DetectTool(ExpertTool):
             return Observation.failure(f"min_confidence must be between 0 and 1, got {min_confidence:g}.")
         return self._observe(image, self._predict([image], min_confidence)[0], min_confidence)
 
-    def run_batch(self, images: Sequence[ImageSource], min_confidence: float = 0.25) -> list[Observation]:
-        """Detect on many images: cached ones are reused, the rest predicted in batches of same-sized images."""
-        from ..cache import ResultCache, result_cache
+    batch_size = MAX_BATCH
 
-        loaded = [load_image(i) for i in images]
-        bound = self.bind((), {"image": "<image>", "min_confidence": min_confidence})
-        if not 0.0 <= bound["min_confidence"] <= 1.0:
-            return [self.run(img, bound["min_confidence"]) for img in loaded]
-        cache = result_cache()
-        keys = [ResultCache.key(self.name, self.cache_version, {**bound, "image": img}) for img in loaded]
-        out: list[Observation | None] = [cache.get(k) for k in keys]
-        todo = [i for i, obs in enumerate(out) if obs is None]
-        if todo:
-            self.ensure_ready()
-        by_size: dict[tuple[int, int], list[int]] = {}
-        for i in todo:
-            by_size.setdefault(loaded[i].size, []).append(i)
-        for group in by_size.values():
-            for start in range(0, len(group), MAX_BATCH):
-                chunk = group[start:start + MAX_BATCH]
-                found = self._predict([loaded[i] for i in chunk], bound["min_confidence"])
-                for i, objects in zip(chunk, found):
-                    obs = self._observe(loaded[i], objects, bound["min_confidence"])
-                    cache.put(keys[i], obs)
-                    out[i] = obs
-        return [obs for obs in out if obs is not None]
+    def batch_group(self, image: Image) -> tuple[int, int]:
+        """Ultralytics pads mixed sizes differently, so only same-sized images share a batch."""
+        return image.size
+
+    def _run_many(self, images: list[Image], min_confidence: float = 0.25) -> list[Observation]:
+        if not 0.0 <= min_confidence <= 1.0:
+            return [self.run(img, min_confidence) for img in images]
+        found = self._predict(images, min_confidence)
+        return [self._observe(img, objects, min_confidence) for img, objects in zip(images, found)]
 
     # -- internals ----------------------------------------------------------------------
     def _predict(self, images: Sequence[Image], min_confidence: float) -> list[list[dict[str, Any]]]:

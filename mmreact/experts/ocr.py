@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, WeightsMissingError
-from ..images import Image, ImageSource, load_image
+from ..images import Image
 from ..observation import Observation
 from .base import ExpertTool, clip_box, downloads_allowed, fmt_box, limited, shared, size_line
 
@@ -276,24 +276,14 @@ class OCRTool(ExpertTool):
     def run(self, image: Image) -> Observation:
         return self._observe(image, self._read([image])[0])
 
-    def run_batch(self, images: Sequence[ImageSource]) -> list[Observation]:
-        """Read many images: cached ones are reused; same-sized ones share one detector pass."""
-        from ..cache import ResultCache, result_cache
+    batch_size = 64
 
-        loaded = [load_image(i) for i in images]
-        cache = result_cache()
-        keys = [ResultCache.key(self.name, self.cache_version, {"image": img}) for img in loaded]
-        out: list[Observation | None] = [cache.get(k) for k in keys]
-        by_size: dict[tuple[int, int], list[int]] = {}
-        for i, obs in enumerate(out):
-            if obs is None:
-                by_size.setdefault(loaded[i].size, []).append(i)
-        for group in by_size.values():
-            for i, pieces in zip(group, self._read([loaded[i] for i in group])):
-                obs = self._observe(loaded[i], pieces)
-                cache.put(keys[i], obs)
-                out[i] = obs
-        return [obs for obs in out if obs is not None]
+    def batch_group(self, image: Image) -> tuple[int, int]:
+        """Same-sized images share one detector pass."""
+        return image.size
+
+    def _run_many(self, images: list[Image]) -> list[Observation]:
+        return [self._observe(img, pieces) for img, pieces in zip(images, self._read(images))]
 
     # -- internals ----------------------------------------------------------------------
     def _read(self, images: Sequence[Image]) -> list[list[_Piece]]:

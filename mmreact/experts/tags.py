@@ -29,7 +29,7 @@ from importlib import resources
 from typing import Any
 
 from ..errors import ConfigError, MMReactError, WeightsMissingError, one_line
-from ..images import Image, ImageSource, load_image
+from ..images import Image
 from ..observation import Observation
 from .base import ExpertTool, downloads_allowed, require_hf_weights, select_dtype, shared, size_line
 
@@ -176,26 +176,8 @@ class TagsTool(ExpertTool):
         """
         return self._tag([image], top_k)[0]
 
-    def run_batch(self, images: Sequence[ImageSource], top_k: int = 10) -> list[Observation]:
-        """Tag many images, ``batch_size`` per image-tower forward.
-
-        Results go through the shared result cache exactly as :meth:`run`'s do.
-        """
-        from ..cache import ResultCache, result_cache
-
-        loaded = [load_image(s) for s in images]
-        cache = result_cache()
-        keys = [ResultCache.key(self.name, self.cache_version, {"image": im, "top_k": top_k}) for im in loaded]
-        out: list[Observation | None] = [cache.get(k) for k in keys]
-        todo = [i for i, obs in enumerate(out) if obs is None]
-        if todo:
-            self.ensure_ready()
-            for start in range(0, len(todo), self.batch_size):
-                chunk = todo[start:start + self.batch_size]
-                for i, obs in zip(chunk, self._tag([loaded[i] for i in chunk], top_k)):
-                    cache.put(keys[i], obs)
-                    out[i] = obs
-        return [obs for obs in out if obs is not None]
+    def _run_many(self, images: list[Image], top_k: int = 10) -> list[Observation]:
+        return self._tag(images, top_k)
 
     def _tag(self, images: list[Image], top_k: int) -> list[Observation]:
         import torch

