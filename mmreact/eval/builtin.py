@@ -1,0 +1,43 @@
+"""The shipped eval set: 40 questions about real photographs and rendered documents.
+
+The photographs are scikit-image's sample images (``skimage/data/``: astronaut, chelsea the cat,
+coffee, rocket, motorcycle, horse, coins, camera, page, text, Hubble deep field) and
+matplotlib's ``grace_hopper.jpg``. They are found inside the installed packages at load time,
+never copied into this repository: in ``items.jsonl`` an image written ``skimage:NAME`` or
+``matplotlib:NAME`` names a file in those folders. The packages are located with
+``importlib.util.find_spec``, which does not import them.
+
+The documents (a receipt, a parking sign, a sales table, a menu, a row of shapes) are rendered
+by ``tools/make_evalset.py`` with known contents and live in ``mmreact/data/evalset/``.
+
+Every answer was checked against the image itself (e.g. ``coins.png`` holds 24 coins in four
+rows of six). Tags follow MM-Vet: rec, ocr, spat, math, know, gen.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from ..errors import ConfigError
+from .dataset import EvalItem, load_jsonl
+
+EVALSET_DIR = Path(__file__).resolve().parents[1] / "data" / "evalset"
+ITEMS_FILE = EVALSET_DIR / "items.jsonl"
+_PACKAGES = {"skimage": ("scikit-image", "data"), "matplotlib": ("matplotlib", "mpl-data/sample_data")}
+
+
+def package_folder(prefix: str) -> Path:
+    """The folder of sample images inside an installed package (``skimage`` or ``matplotlib``)."""
+    dist, sub = _PACKAGES[prefix]
+    spec = importlib.util.find_spec(prefix)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not locations:
+        raise ConfigError(f"The built-in eval set needs {dist} for its photographs; pip install {dist}.")
+    return Path(locations[0]) / sub
+
+
+def load_builtin() -> list[EvalItem]:
+    """The built-in items with absolute image paths (raises if a sample image is missing)."""
+    roots = {prefix: package_folder(prefix) for prefix in _PACKAGES}
+    return load_jsonl(ITEMS_FILE, roots=roots)
