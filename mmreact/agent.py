@@ -201,7 +201,7 @@ class Agent:
                 records[i] = first.model_copy(update={"reused": "repeat", "seconds": 0.0})
         out = [r for r in records if r is not None]
         for r in out:
-            if r.reused is None and not r.text.startswith("Error: there is no tool"):
+            if r.reused != "repeat" and not r.text.startswith("Error: there is no tool"):
                 session.memo.setdefault(r.call, r)
         return out
 

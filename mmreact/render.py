@@ -14,7 +14,7 @@ from .images import ImageTable
 from .trace import CallRecord
 
 MAX_OBSERVATION_CHARS = 6000
-_DELIM = re.compile(r"</?\s*observation", re.IGNORECASE)
+_DELIM = re.compile(r"<\s*/?\s*observation", re.IGNORECASE)
 
 
 def _neutralise(text: str) -> str:

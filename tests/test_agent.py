@@ -264,3 +264,26 @@ def test_concurrent_runs_share_tools_without_crosstalk():
     for i, answer in enumerate(answers):
         r, g, b = colours[i]
         assert f"mean RGB ({r}, {g}, {b})" in answer
+
+
+def test_result_cache_hits_are_remembered_for_repeat_detection():
+    from mmreact.cache import result_cache
+
+    result_cache().clear()
+    runs = {"n": 0}
+
+    @tool(cacheable=True)
+    def slow_look(image: Image) -> str:
+        """An expensive look at the image."""
+        runs["n"] += 1
+        return "a red square"
+
+    Agent(ScriptedLLM(["Action: slow_look(image_1)", "Final Answer: x"]), tools=[slow_look]).run("q", [RED])
+    chat = Agent(ScriptedLLM(["Action: slow_look(image_1)", "Final Answer: x", "Action: slow_look(image_1)",
+                              "Final Answer: y"]), tools=[slow_look]).chat()
+    first = chat.ask("q", [RED])
+    assert first.trace.steps[0].calls[0].reused == "cache"
+    second = chat.ask("again?")
+    assert second.trace.steps[0].calls[0].reused == "repeat"
+    assert runs["n"] == 1
+    assert "slow_look(image_1)" in chat.agent.llm.requests[-1].done_calls
