@@ -415,12 +415,11 @@ def test_parallel_first_use_of_different_experts_loads_each_intact(models, tmp_p
 @pytest.mark.parametrize("name", sorted(TOOLS))
 def test_half_precision_path(name, models, monkeypatch):
     """On a GPU the experts load in bf16/fp16; the same casts are exercised here with bf16 on the CPU."""
-    import importlib
-
     import torch
 
-    module = importlib.import_module(TOOLS[name].__module__)
-    monkeypatch.setattr(module, "select_dtype", lambda device: torch.bfloat16)
+    from mmreact.experts import hf_base
+
+    monkeypatch.setattr(hf_base, "select_dtype", lambda device: torch.bfloat16)
     result_cache().clear()  # earlier fp32 results for the same image would answer otherwise
     tool = make(name, models["scripted" if name == "dense_caption" else name], **(
         {"max_new_tokens": 40} if name == "dense_caption" else {}))

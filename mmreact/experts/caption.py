@@ -17,51 +17,16 @@ Decisions:
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import threading
-from dataclasses import dataclass, field
-from typing import Any
 
-from ..errors import MMReactError, WeightsMissingError, one_line
+from ..errors import MMReactError
 from ..images import Image
 from ..observation import Observation
-from .base import ExpertTool, downloads_allowed, require_hf_weights, select_dtype, shared, size_line
+from .base import size_line
+from .hf_base import HFExpertTool
 
 WHAT = "BLIP captioning"
 _ARTEFACT = re.compile(r"\baraf+e*d?\b\s*", re.IGNORECASE)
-
-
-def stack_missing(expert: str) -> str | None:
-    """One sentence when PyTorch or transformers is not installed, else None (imports nothing)."""
-    missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
-    if not missing:
-        return None
-    return f"The {expert} expert needs {' and '.join(missing)}: run `pip install 'mmreact[vision]'`."
-
-
-@dataclass
-class _Loaded:
-    model: Any
-    processor: Any
-    device: str
-    dtype: Any
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def _load(path: str, model_id: str, device: str, dtype: Any) -> _Loaded:
-    from transformers import BlipForConditionalGeneration, BlipProcessor
-
-    local_only = not downloads_allowed()
-    try:
-        processor = BlipProcessor.from_pretrained(path, local_files_only=local_only)
-        model = BlipForConditionalGeneration.from_pretrained(path, dtype=dtype, local_files_only=local_only)
-    except OSError as exc:
-        raise WeightsMissingError(
-            f"The {WHAT} model '{model_id}' could not be loaded from {path} ({one_line(exc, 200)})."
-        ) from None
-    model.to(device).eval()
-    return _Loaded(model, processor, device, dtype)
 
 
 def clean_caption(text: str) -> str:
@@ -69,13 +34,16 @@ def clean_caption(text: str) -> str:
     return " ".join(_ARTEFACT.sub("", text).split())
 
 
-class CaptionTool(ExpertTool):
+class CaptionTool(HFExpertTool):
     """Describe the whole image in one sentence."""
 
     name = "caption"
     description = "Describe the whole image in one sentence."
     default_model = "Salesforce/blip-image-captioning-large"
     env_var = "MMREACT_CAPTION_MODEL"
+    what = WHAT
+    model_class = "BlipForConditionalGeneration"
+    processor_class = "BlipProcessor"
 
     def __init__(self, model: str | None = None, device: str | None = None, *, max_new_tokens: int = 30,
                  num_beams: int = 1, batch_size: int = 8) -> None:
@@ -86,31 +54,6 @@ class CaptionTool(ExpertTool):
         self.num_beams = num_beams
         self.batch_size = batch_size
         self.cache_version = f"{self.cache_version}:{max_new_tokens}:{num_beams}"
-        self._loaded: _Loaded | None = None
-
-    @property
-    def _option(self) -> str:
-        return f"{self.env_var} (or CaptionTool(model=...))"
-
-    def check(self) -> str | None:
-        problem = stack_missing("caption")
-        if problem:
-            return problem
-        try:
-            require_hf_weights(self.model_id, WHAT, self._option)
-        except WeightsMissingError as exc:
-            return str(exc)
-        return None
-
-    def setup(self) -> None:
-        problem = stack_missing("caption")
-        if problem:
-            raise MMReactError(problem)
-        path = require_hf_weights(self.model_id, WHAT, self._option)
-        device = self.device
-        dtype = select_dtype(device)
-        self._loaded = shared((CaptionTool, self.model_id, device, str(dtype)),
-                              lambda: _load(path, self.model_id, device, dtype))
 
     def run(self, image: Image) -> Observation:
         """Caption one image.

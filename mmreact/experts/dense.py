@@ -20,27 +20,15 @@ Decisions:
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import MMReactError, WeightsMissingError, one_line
+from ..errors import MMReactError
 from ..images import Image
 from ..observation import Observation
-from .base import (
-    ExpertTool,
-    clip_box,
-    downloads_allowed,
-    fmt_box,
-    limited,
-    require_hf_weights,
-    select_dtype,
-    shared,
-    size_line,
-)
+from .base import clip_box, fmt_box, limited, size_line
+from .hf_base import HFExpertTool
 
 WHAT = "Florence-2 dense captioning"
 TASK = "<DENSE_REGION_CAPTION>"
@@ -49,38 +37,6 @@ _SPECIAL = re.compile(r"</?s>|<pad>")
 _RUN = re.compile(r"([^<>]+)((?:<loc_\d+>){4,})")
 _LOC = re.compile(r"<loc_(\d+)>")
 _LOC_FRAGMENT = re.compile(r"<?/?loc_\d*>?")
-
-
-def _stack_missing() -> str | None:
-    missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
-    if not missing:
-        return None
-    return f"The dense_caption expert needs {' and '.join(missing)}: run `pip install 'mmreact[vision]'`."
-
-
-@dataclass
-class _Loaded:
-    model: Any
-    processor: Any
-    device: str
-    dtype: Any
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def _load(path: str, model_id: str, device: str, dtype: Any) -> _Loaded:
-    from transformers import AutoProcessor, Florence2ForConditionalGeneration
-
-    local_only = not downloads_allowed()
-    try:
-        processor = AutoProcessor.from_pretrained(path, local_files_only=local_only)
-        model = Florence2ForConditionalGeneration.from_pretrained(path, dtype=dtype, local_files_only=local_only)
-    except (OSError, ValueError) as exc:
-        raise WeightsMissingError(
-            f"The {WHAT} model '{model_id}' could not be loaded from {path} ({one_line(exc, 200)}); "
-            "it must be a transformers-native Florence-2 checkpoint such as florence-community/Florence-2-base."
-        ) from None
-    model.to(device).eval()
-    return _Loaded(model, processor, device, dtype)
 
 
 def parse_regions(text: str, width: int, height: int) -> list[tuple[str, list[float]]]:
@@ -130,7 +86,7 @@ def regions_text(image: Image, regions: list[dict[str, Any]], max_regions: int) 
     return "\n".join([head, "Regions (caption: [x1, y1, x2, y2]):", *limited(lines, max_regions, "regions")])
 
 
-class DenseCaptionTool(ExpertTool):
+class DenseCaptionTool(HFExpertTool):
     """List regions of the image, each with a short caption and its pixel box."""
 
     name = "dense_caption"
@@ -138,6 +94,9 @@ class DenseCaptionTool(ExpertTool):
                    "[x1, y1, x2, y2] in pixels.")
     default_model = "florence-community/Florence-2-base"
     env_var = "MMREACT_DENSE_MODEL"
+    what = WHAT
+    model_class = "Florence2ForConditionalGeneration"
+    load_hint = "it must be a transformers-native Florence-2 checkpoint such as florence-community/Florence-2-base"
 
     def __init__(self, model: str | None = None, device: str | None = None, *, max_new_tokens: int = 256,
                  num_beams: int = 1, max_regions: int = 30, batch_size: int = 4) -> None:
@@ -149,31 +108,6 @@ class DenseCaptionTool(ExpertTool):
         self.max_regions = max_regions
         self.batch_size = batch_size
         self.cache_version = f"{self.cache_version}:{max_new_tokens}:{num_beams}:{max_regions}"
-        self._loaded: _Loaded | None = None
-
-    @property
-    def _option(self) -> str:
-        return f"{self.env_var} (or DenseCaptionTool(model=...))"
-
-    def check(self) -> str | None:
-        problem = _stack_missing()
-        if problem:
-            return problem
-        try:
-            require_hf_weights(self.model_id, WHAT, self._option)
-        except WeightsMissingError as exc:
-            return str(exc)
-        return None
-
-    def setup(self) -> None:
-        problem = _stack_missing()
-        if problem:
-            raise MMReactError(problem)
-        path = require_hf_weights(self.model_id, WHAT, self._option)
-        device = self.device
-        dtype = select_dtype(device)
-        self._loaded = shared((DenseCaptionTool, self.model_id, device, str(dtype)),
-                              lambda: _load(path, self.model_id, device, dtype))
 
     def run(self, image: Image) -> Observation:
         """Describe the regions of one image.

@@ -20,30 +20,21 @@ Decisions:
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from ..errors import ConfigError, MMReactError, WeightsMissingError, one_line
+from ..errors import ConfigError
 from ..images import Image
 from ..observation import Observation
-from .base import ExpertTool, downloads_allowed, require_hf_weights, select_dtype, shared, size_line
+from .base import shared, size_line
+from .hf_base import HFBundle, HFExpertTool
 
 WHAT = "CLIP tagging"
 MAX_TOP_K = 50
 KEEP_AT_LEAST = 3
 TEXT_BATCH = 256
-
-
-def _stack_missing() -> str | None:
-    missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
-    if not missing:
-        return None
-    return f"The tags expert needs {' and '.join(missing)}: run `pip install 'mmreact[vision]'`."
 
 
 def _normalise(tags: Sequence[str]) -> tuple[str, ...]:
@@ -62,36 +53,12 @@ def default_vocabulary() -> tuple[str, ...]:
     return _normalise([line for line in text.splitlines() if not line.lstrip().startswith("#")])
 
 
-@dataclass
-class _Loaded:
-    model: Any
-    processor: Any
-    device: str
-    dtype: Any
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def _load(path: str, model_id: str, device: str, dtype: Any) -> _Loaded:
-    from transformers import CLIPModel, CLIPProcessor
-
-    local_only = not downloads_allowed()
-    try:
-        processor = CLIPProcessor.from_pretrained(path, local_files_only=local_only)
-        model = CLIPModel.from_pretrained(path, dtype=dtype, local_files_only=local_only)
-    except OSError as exc:
-        raise WeightsMissingError(
-            f"The {WHAT} model '{model_id}' could not be loaded from {path} ({one_line(exc, 200)})."
-        ) from None
-    model.to(device).eval()
-    return _Loaded(model, processor, device, dtype)
-
-
 def _features(output: Any) -> Any:
     """transformers 5 returns a model output whose ``pooler_output`` is the projection; 4.x a tensor."""
     return getattr(output, "pooler_output", output)
 
 
-def _text_embeddings(bundle: _Loaded, prompts: Sequence[str]) -> Any:
+def _text_embeddings(bundle: HFBundle, prompts: Sequence[str]) -> Any:
     """L2-normalised float32 text embeddings ``[len(prompts), dim]`` on the model's device."""
     import torch
 
@@ -112,13 +79,16 @@ def _text_embeddings(bundle: _Loaded, prompts: Sequence[str]) -> Any:
     return result
 
 
-class TagsTool(ExpertTool):
+class TagsTool(HFExpertTool):
     """Tag the image with objects, scene and attributes, each with a confidence score."""
 
     name = "tags"
     description = "List short tags (objects, scene, attributes) that fit the image, with confidence scores."
     default_model = "openai/clip-vit-base-patch32"
     env_var = "MMREACT_TAGS_MODEL"
+    what = WHAT
+    model_class = "CLIPModel"
+    processor_class = "CLIPProcessor"
 
     def __init__(self, model: str | None = None, device: str | None = None, *,
                  vocabulary: Sequence[str] | None = None, template: str = "a photo of {}.",
@@ -137,35 +107,15 @@ class TagsTool(ExpertTool):
         digest = hashlib.sha256("\n".join([template, *self.vocabulary]).encode()).hexdigest()[:16]
         self._vocab_digest = digest
         self.cache_version = f"{self.cache_version}:{digest}:{min_score}"
-        self._loaded: _Loaded | None = None
         self._text: Any = None
 
-    @property
-    def _option(self) -> str:
-        return f"{self.env_var} (or TagsTool(model=...))"
-
-    def check(self) -> str | None:
-        problem = _stack_missing()
-        if problem:
-            return problem
-        try:
-            require_hf_weights(self.model_id, WHAT, self._option)
-        except WeightsMissingError as exc:
-            return str(exc)
-        return None
-
     def setup(self) -> None:
-        problem = _stack_missing()
-        if problem:
-            raise MMReactError(problem)
-        path = require_hf_weights(self.model_id, WHAT, self._option)
-        device = self.device
-        dtype = select_dtype(device)
-        key = (TagsTool, self.model_id, device, str(dtype))
-        bundle = shared(key, lambda: _load(path, self.model_id, device, dtype))
+        super().setup()
+        bundle = self._loaded  # not self.bundle: that would re-enter ensure_ready()
+        assert bundle is not None
         prompts = [self.template.format(tag) for tag in self.vocabulary]
-        self._text = shared((*key, "text", self._vocab_digest), lambda: _text_embeddings(bundle, prompts))
-        self._loaded = bundle
+        key = (TagsTool, self.model_id, bundle.device, str(bundle.dtype), "text", self._vocab_digest)
+        self._text = shared(key, lambda: _text_embeddings(bundle, prompts))
 
     def run(self, image: Image, top_k: int = 10) -> Observation:
         """Tag one image.
