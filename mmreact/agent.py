@@ -15,7 +15,7 @@ from . import prompts, protocol, render
 from .errors import ConfigError, LLMError, MMReactError, one_line
 from .images import Image, ImagePolicy, ImageSource, ImageTable
 from .llms.base import LLM, LLMRequest, Message
-from .observation import Observation
+from .observation import Observation, utf8_text
 from .tools import ArgumentError, Tool
 from .trace import CallRecord, ImageRecord, StepRecord, Trace
 
@@ -287,12 +287,14 @@ class Chat:
                 completion = agent.llm.complete(request)
             except LLMError as exc:
                 del self.messages[turn_start:]
+                status, message = "llm_error", str(exc)
                 raise exc.with_trace(trace()) from None
             except Exception as exc:  # noqa: BLE001 - a backend bug still keeps the partial trace
                 del self.messages[turn_start:]
-                raise LLMError(f"The LLM backend failed: {one_line(exc)}", trace=trace()) from exc
+                status, message = "llm_error", f"The LLM backend failed: {one_line(exc)}"
+                raise LLMError(message, trace=trace()) from exc
             llm_seconds = time.perf_counter() - t0
-            text = (completion.text or "")[:MAX_REPLY_CHARS]
+            text = utf8_text((completion.text or "")[:MAX_REPLY_CHARS])  # lone surrogates would break JSON
             cut = _SELF_OBSERVATION.search(text)
             if cut:
                 text = text[: cut.start()]

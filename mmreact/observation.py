@@ -7,9 +7,21 @@ from dataclasses import dataclass
 from typing import Any
 
 
+def utf8_text(text: str) -> str:
+    """``text`` unchanged when it encodes as UTF-8, else with the unencodable characters (lone
+    surrogates) replaced by ``?``: such text cannot be sent to an LLM API or saved as JSON."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
 def jsonable(value: Any) -> Any:
     """Convert an artifact to plain JSON data (dicts, lists, numbers, strings)."""
-    if value is None or isinstance(value, (str, int, bool)):
+    if isinstance(value, str):
+        return utf8_text(value)
+    if value is None or isinstance(value, (int, bool)):
         return value
     if isinstance(value, float):
         return value
@@ -25,7 +37,7 @@ def jsonable(value: Any) -> Any:
     tolist = getattr(value, "tolist", None)  # numpy arrays and scalars
     if callable(tolist):
         return tolist()
-    return repr(value)
+    return utf8_text(repr(value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +64,23 @@ class Observation:
 
     @classmethod
     def coerce(cls, value: Any) -> Observation:
-        """Turn what a tool function returned into an Observation."""
+        """Turn what a tool function returned into an Observation.
+
+        A returned Observation is checked too: text that is not a ``str`` is a tool bug
+        (``TypeError``, which the agent reports to the model as the tool failing), and an artifact
+        is converted with :func:`jsonable` so that every trace can be saved as JSON. Text that
+        cannot be encoded as UTF-8 is repaired with :func:`utf8_text`.
+        """
         if isinstance(value, Observation):
-            return value
+            if not isinstance(value.text, str):
+                raise TypeError(f"the tool returned an Observation whose text is of type {type(value.text).__name__}, "
+                                "not a str")
+            text = utf8_text(value.text)
+            if text is value.text and value.artifact is None and isinstance(value.error, bool):
+                return value
+            return cls(text=text, artifact=jsonable(value.artifact), error=bool(value.error))
         if isinstance(value, str):
-            return cls(text=value)
+            return cls(text=utf8_text(value))
         if value is None:
             return cls(text="(no output)")
         data = jsonable(value)

@@ -10,6 +10,7 @@ import contextlib
 import importlib.util
 import json
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -102,6 +103,15 @@ class Reply:
     error: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     usage: tuple[int, int] = (11, 7)
+    #: seconds to wait before answering (a slow or hung server; the client's timeout fires first)
+    delay: float = 0.0
+    #: streamed replies only: send this many SSE chunks, then reset the connection mid-body
+    #: (HTTP/1.1 chunked, as real servers stream, so the client can tell the body is incomplete)
+    drop_after_chunks: int | None = None
+    #: with ``drop_after_chunks``: end with an orderly close of an HTTP/1.0 ``Connection: close`` body
+    #: instead of a reset, so the framing looks complete and only the missing end of the reply
+    #: (no ``finish_reason``, no ``[DONE]``) tells
+    drop_quietly: bool = False
 
     @classmethod
     def fail(cls, status: int, message: str, *, code: str | None = None, param: str | None = None,
@@ -147,6 +157,14 @@ class Reply:
         return out
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """No traceback on stderr when a client hangs up first (a timed-out client, a dropped stream)."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], (ConnectionError, OSError)):
+            super().handle_error(request, client_address)
+
+
 @dataclass
 class Received:
     path: str
@@ -168,7 +186,7 @@ class ScriptedOpenAI:
         self.models = models
         self.requests: list[Received] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
@@ -211,6 +229,30 @@ class ScriptedOpenAI:
                 self.end_headers()
                 self.wfile.write(raw)
 
+            def _stream_then_drop(self, chunks: list[dict[str, Any]], quietly: bool) -> None:
+                """Start an SSE stream, send ``chunks``, then drop the connection: by default an
+                HTTP/1.1 chunked body cut by a reset (SO_LINGER 0); ``quietly``, an HTTP/1.0 body
+                that simply ends (FIN) before the reply does."""
+                if not quietly:
+                    self.protocol_version = "HTTP/1.1"  # this response only; others stay HTTP/1.0
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                if quietly:
+                    self.send_header("Connection", "close")
+                else:
+                    self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for chunk in chunks:
+                    data = f"data: {json.dumps(chunk)}\n\n".encode()
+                    self.wfile.write(data if quietly else f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                    self.wfile.flush()
+                self.close_connection = True
+                if quietly:
+                    return
+                time.sleep(0.05)  # let the client read what was sent before the reset
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
@@ -226,6 +268,8 @@ class ScriptedOpenAI:
                                                     "type": "invalid_request_error", "code": "model_not_found"}})
                     return
                 reply = owner._next()
+                if reply.delay:
+                    time.sleep(reply.delay)
                 if reply.error is not None:
                     self._send_json(reply.status, {"error": reply.error}, reply.headers)
                     return
@@ -233,6 +277,10 @@ class ScriptedOpenAI:
                     self._send_json(200, reply.completion(model), reply.headers)
                     return
                 include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+                if reply.drop_after_chunks is not None:
+                    self._stream_then_drop(reply.chunks(model, include_usage)[: reply.drop_after_chunks],
+                                           quietly=reply.drop_quietly)
+                    return
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Connection", "close")

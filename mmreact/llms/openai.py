@@ -19,6 +19,9 @@ Decisions:
 * **Quirks.** When a server rejects ``stop``, ``temperature`` or ``stream_options`` as unsupported
   they are dropped, and ``max_tokens`` becomes ``max_completion_tokens``; remembered per instance.
 * Every failure the user must act on is one sentence in :class:`~mmreact.errors.LLMError`.
+* **Broken streams.** A stream whose connection drops, or whose body ends before any chunk carries a
+  ``finish_reason``, is an :class:`LLMError` (a cut reply is never taken as complete). It is not
+  retried: its start has already gone to ``on_text``.
 
 The helpers at the bottom (tool schemas, argument parsing, final-answer wrapping) use OpenAI's
 function-calling format, which other tool-calling adapters (LangChain) share.
@@ -223,6 +226,10 @@ class OpenAILLM(LLM):
                     chunk = next(chunks)
                 except StopIteration:
                     break
+                except openai.APIConnectionError as exc:  # the reply began, then the connection dropped
+                    cause = exc.__cause__ or exc
+                    raise LLMError(f"The stream from {self.base_url} broke off mid-reply: "
+                                   f"{one_line(cause).rstrip('.')}.") from None
                 except openai.OpenAIError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - a broken stream is the server's failure
@@ -247,6 +254,9 @@ class OpenAILLM(LLM):
                         request.on_text(delta.content)
         finally:
             _close(stream)
+        if finish is None:  # the body ended before the reply did (a connection closed mid-stream)
+            raise LLMError(f"The stream from {self.base_url} ended mid-reply, before any finish reason "
+                           f"(after {len(parts)} text chunks).")
         raw = [(s["id"], s["name"], s["arguments"]) for _, s in sorted(slots.items())]
         return "".join(parts), raw, usage, finish, first
 
