@@ -123,6 +123,22 @@ def _normalise(pil: PILImage.Image) -> PILImage.Image:
     return pil.convert("RGB")
 
 
+def _pil_open(path: Path) -> PILImage.Image:
+    """PIL's own ``Image.open``, even when ultralytics has replaced it.
+
+    Importing ultralytics swaps ``PIL.Image.open`` for a wrapper that, on a file PIL cannot
+    identify, tries to install and import ``pi-heif`` (a network attempt, then an ImportError)
+    instead of raising ``UnidentifiedImageError``.
+    """
+    import sys
+
+    from PIL import Image as PILImageMod
+
+    patches = sys.modules.get("ultralytics.utils.patches")
+    original = getattr(patches, "_image_open", None) if patches is not None else None
+    return (original or PILImageMod.open)(path)
+
+
 def _from_path(path: Path, max_bytes: int, max_pixels: int) -> Image:
     """Open, check and normalise one file (first frame of multi-frame files)."""
     from PIL import Image as PILImageMod
@@ -143,7 +159,7 @@ def _from_path(path: Path, max_bytes: int, max_pixels: int) -> Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PILImageMod.DecompressionBombWarning)
-            probe_ctx = PILImageMod.open(path)
+            probe_ctx = _pil_open(path)
         with probe_ctx as probe:
             w, h = probe.size
             if w * h > max_pixels:

@@ -137,3 +137,14 @@ def test_multi_frame_gif_uses_first_frame(tmp_path):
     img = load_image(path)
     assert img.to_numpy()[0, 0].tolist() == [255, 0, 0]
     assert "frame 1 of 2" in img.source
+
+
+def test_non_images_are_rejected_after_ultralytics_patched_pil(tmp_path):
+    """ultralytics replaces PIL.Image.open with a wrapper that tries to install pi-heif."""
+    pytest.importorskip("ultralytics")
+    import ultralytics.utils.patches  # noqa: F401 - applies the patch
+
+    text = tmp_path / "notes.jpg"
+    text.write_text("hello, not an image")
+    with pytest.raises(ImageError, match="not an image file"):
+        load_image(text)
