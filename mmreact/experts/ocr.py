@@ -37,6 +37,9 @@ from ..observation import Observation
 from .base import ExpertTool, clip_box, downloads_allowed, fmt_box, limited, shared, size_line
 
 MAX_TEXT_LINES = 80
+#: Lines read with a lower confidence are marked "(unsure)". Numbers are not printed: a trailing
+#: "1.00" on every line was what the embedded 135M model copied as the answer to "what is the total?".
+UNSURE_BELOW = 0.5
 DETECTOR_FILE = "craft_mlt_25k.pth"
 _NUMBER_END = re.compile(r"[0-9][.,]?$")
 _NUMBER_START = re.compile(r"^[.,]?[0-9]")
@@ -319,9 +322,10 @@ class OCRTool(ExpertTool):
         if not lines:
             text.append("No text found.")
         else:
-            text.append("Text lines in reading order (text [x1, y1, x2, y2] confidence):")
+            text.append("Text lines in reading order (text [x1, y1, x2, y2]; (unsure) marks a low-confidence read):")
             text += limited(
-                [f"{ln['text']} {fmt_box(ln['box'])} {ln['confidence']:.2f}" for ln in lines],
+                [f"{ln['text']} {fmt_box(ln['box'])}" + (" (unsure)" if ln["confidence"] < UNSURE_BELOW else "")
+                 for ln in lines],
                 MAX_TEXT_LINES, "text lines",
             )
         return Observation(text="\n".join(text), artifact={"lines": lines})
