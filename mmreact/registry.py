@@ -8,7 +8,6 @@ function, or a list/tuple of those. A plug-in that fails to load is reported (se
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 from collections.abc import Iterable, Sequence
@@ -17,6 +16,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from .errors import MMReactError, ToolNotFoundError, one_line
+from .lazy import import_target
 from .tools import Tool, as_tool
 
 log = logging.getLogger("mmreact")
@@ -55,14 +55,6 @@ _discovered: dict[str, ToolInfo] | None = None
 _failures: list[PluginFailure] = []
 
 
-def _load_target(target: str) -> Any:
-    module_name, _, attr = target.partition(":")
-    obj: Any = importlib.import_module(module_name)
-    for part in attr.split(".") if attr else ():
-        obj = getattr(obj, part)
-    return obj
-
-
 def _tools_from(obj: Any) -> list[Tool]:
     if isinstance(obj, (list, tuple)):
         return [as_tool(o) for o in obj]
@@ -74,7 +66,7 @@ def _discover() -> tuple[dict[str, ToolInfo], list[PluginFailure]]:
     failures: list[PluginFailure] = []
     for name, target in BUILTIN_TOOLS.items():
         try:
-            found[name] = ToolInfo(as_tool(_load_target(target)), "builtin")
+            found[name] = ToolInfo(as_tool(import_target(target)), "builtin")
         except Exception as exc:  # a broken built-in must not take the others down
             failures.append(PluginFailure(name, "mmreact", one_line(exc)))
             log.warning("built-in tool %s failed to load: %s", name, one_line(exc))

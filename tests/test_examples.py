@@ -70,7 +70,7 @@ def test_compare(tmp_path):
     model = build_llava(tmp_path / "tiny-llava")
     proc = run_example("compare.py", tmp_path, "--mllm", "mllm:llava-hf/llava-1.5-7b-hf", "--mllm", f"mllm:{model}")
     out = proc.stdout
-    assert "llava-1.5-7b-hf: unavailable: " in out and "huggingface-cli download" in out
+    assert "llava-1.5-7b-hf: unavailable: " in out and "hf download" in out
     assert out.count("agent (tools)   OK") == 3, out
     tiny = [ln for ln in out.splitlines() if ln.strip().startswith("tiny-llava")]
     assert len(tiny) == 3 and not any("unavailable" in ln for ln in tiny), out

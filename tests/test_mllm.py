@@ -160,7 +160,7 @@ def test_qformer_takes_exactly_one_image(tiny_dirs: dict[str, Path], pictures: l
 
 def test_missing_weights_are_one_sentence(tmp_path: Path) -> None:
     cases = {
-        "mllm:someone/not-cached-vlm": r"'someone/not-cached-vlm' are not on this machine: run `huggingface-cli "
+        "mllm:someone/not-cached-vlm": r"'someone/not-cached-vlm' are not on this machine: run `hf "
                                        r"download someone/not-cached-vlm`",
         f"mllm:{tmp_path / 'absent'}": "There is no model directory at",
         f"mllm:{tmp_path}": "has no config.json",

@@ -113,7 +113,7 @@ def require_hf_weights(model_id: str, what: str, option: str) -> str:
 def missing_hf_message(model_id: str, what: str, option: str) -> str:
     return (
         f"The {what} weights '{model_id}' are not on this machine: run "
-        f"`huggingface-cli download {model_id}` (or set MMREACT_ALLOW_DOWNLOAD=1), "
+        f"`hf download {model_id}` (or set MMREACT_ALLOW_DOWNLOAD=1), "
         f"or point {option} at a local copy."
     )
 

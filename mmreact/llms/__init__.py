@@ -13,10 +13,10 @@ spec                   backend
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from ..errors import ConfigError
+from ..lazy import import_target
 from .base import LLM, Completion, LLMRequest, Message
 from .scripted import ScriptedLLM
 
@@ -33,14 +33,6 @@ SPEC_PREFIXES: dict[str, str] = {
 DEFAULT_SPEC = "default"
 
 
-def _factory(target: str) -> Any:
-    module, _, attr = target.partition(":")
-    obj: Any = importlib.import_module(module)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def load_llm(spec: LLM | str | Any | None = None) -> LLM:
     """An :class:`LLM` from a backend object, a LangChain chat model or a spec string."""
     if isinstance(spec, LLM):
@@ -51,7 +43,7 @@ def load_llm(spec: LLM | str | Any | None = None) -> LLM:
         if hasattr(spec, "invoke") and hasattr(spec, "bind_tools") and "langchain" in type(spec).__module__ + "".join(
             c.__module__ for c in type(spec).__mro__
         ):
-            return _factory("mmreact.llms.langchain:LangChainLLM")(spec)
+            return import_target("mmreact.llms.langchain:LangChainLLM")(spec)
         raise ConfigError(f"Cannot use a {type(spec).__name__} as an LLM; pass an LLM, a LangChain chat model or a spec string.")
     text = spec.strip()
     prefix, sep, rest = text.partition(":")
@@ -63,4 +55,4 @@ def load_llm(spec: LLM | str | Any | None = None) -> LLM:
         raise ConfigError(f"Unknown LLM spec '{spec}'; use one of: {known}.")
     if not rest and prefix.lower() not in ("default",):
         raise ConfigError(f"The LLM spec '{spec}' needs a value after '{prefix}:'.")
-    return _factory(target)(rest) if rest else _factory(target)()
+    return import_target(target)(rest) if rest else import_target(target)()

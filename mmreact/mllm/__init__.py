@@ -19,6 +19,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from ..lazy import import_target
 from .base import Bridge, EndToEndSystem, Generation, RunResult, System
 
 if TYPE_CHECKING:
@@ -46,14 +47,6 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-def _factory(target: str) -> Any:
-    module, _, attr = target.partition(":")
-    obj: Any = importlib.import_module(module)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def load_system(spec: System | str, **options: Any) -> System:
     """A :class:`System` from a spec string (see the table above), or ``spec`` itself when it
     already has a ``run`` method. ``options`` go to the system's constructor (e.g. ``device``,
@@ -71,7 +64,7 @@ def load_system(spec: System | str, **options: Any) -> System:
             f"Unknown system spec '{spec}'; use agent, agent:LLM_SPEC, mllm:MODEL_ID_OR_PATH "
             "or openai-vision:MODEL[@BASE_URL]."
         )
-    factory = _factory(target)
+    factory = import_target(target)
     if prefix.strip().lower() == "agent":
         return factory(llm=rest or None, **options)
     if not sep or not rest:
