@@ -31,7 +31,7 @@ QUESTIONS = [
     ("How much does the croissant cost?", "2.75"),
     ("What is the name of the cafe?", "corner cafe"),
 ]
-_OCR_LINE = re.compile(r"^(?P<text>.+?) \[\d+, \d+, \d+, \d+\] [0-9.]+$", re.MULTILINE)
+_OCR_LINE = re.compile(r"^(?P<text>.+?) \[\d+, \d+, \d+, \d+\]( \(unsure\))?$", re.MULTILINE)
 _STOP = {"what", "this", "that", "does", "much", "name", "receipt", "cost", "how", "the"}
 
 

@@ -132,6 +132,11 @@ def _load(path: Path, n_ctx: int, n_threads: int) -> _Loaded:
         llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, seed=0, verbose=False)
     except (ValueError, RuntimeError, OSError) as exc:
         raise ConfigError(f"llama.cpp could not load {path.name} ({one_line(exc)}).") from None
+    import atexit
+
+    # Free the model while the interpreter is still whole: llama-cpp-python's own __del__ at
+    # shutdown runs after its module globals are gone and prints a TypeError.
+    atexit.register(llama.close)
     formatter, controls = _template(llama)
     return _Loaded(llama, threading.Lock(), time.perf_counter() - t0, formatter, controls)
 
