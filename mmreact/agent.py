@@ -160,9 +160,11 @@ class Agent:
         )
 
     def _run_calls(self, calls: Sequence[protocol.Call], session: Chat) -> list[CallRecord]:
+        """Validate every call, answer repeats from the session's memory, run the rest (concurrently
+        when there are several), and remember what ran (timeouts excepted, so they may be retried)."""
         records: list[CallRecord | None] = [None] * len(calls)
-        todo: list[tuple[int, Tool, dict[str, Any], str]] = []
-        in_step: dict[str, int] = {}
+        todo: dict[str, tuple[int, Tool, dict[str, Any]]] = {}  # canonical call -> first index
+        repeats: dict[int, str] = {}  # index -> canonical call of an identical call in this step
         for i, call in enumerate(calls):
             prepared = self._prepare(call, session.images)
             if isinstance(prepared, CallRecord):
@@ -172,38 +174,35 @@ class Agent:
             earlier = session.memo.get(canonical)
             if earlier is not None:
                 records[i] = earlier.model_copy(update={"reused": "repeat", "seconds": 0.0})
-            elif canonical in in_step:
-                records[i] = None  # filled from the first identical call below
+            elif canonical in todo:
+                repeats[i] = canonical
             else:
-                in_step[canonical] = i
-                todo.append((i, tool, bound, canonical))
+                todo[canonical] = (i, tool, bound)
+        ran: dict[str, CallRecord] = {}
         if len(todo) == 1 and self.tool_timeout is None:
-            i, tool, bound, canonical = todo[0]
-            records[i] = self._execute(tool, bound, canonical, session.images)
+            ((canonical, (_, tool, bound)),) = todo.items()
+            ran[canonical] = self._execute(tool, bound, canonical, session.images)
         elif todo:
             pool = _executor()
-            futures = [(i, tool, canonical, pool.submit(self._execute, tool, bound, canonical, session.images))
-                       for i, tool, bound, canonical in todo]
-            for i, tool, canonical, fut in futures:
+            futures = {canonical: pool.submit(self._execute, tool, bound, canonical, session.images)
+                       for canonical, (_, tool, bound) in todo.items()}
+            for canonical, fut in futures.items():
+                i, tool, _ = todo[canonical]
                 try:
-                    records[i] = fut.result(timeout=self.tool_timeout)
+                    ran[canonical] = fut.result(timeout=self.tool_timeout)
                 except FutureTimeout:
                     records[i] = CallRecord(
                         tool=tool.name, call=canonical, args={}, error=True, seconds=float(self.tool_timeout or 0),
                         text=f"Error: {tool.name} timed out after {self.tool_timeout:g} s.",
                     )
-        for i, call in enumerate(calls):
-            if records[i] is None:  # duplicate inside one step
-                prepared = self._prepare(call, session.images)
-                assert not isinstance(prepared, CallRecord)
-                first = records[in_step[prepared[2]]]
-                assert first is not None
-                records[i] = first.model_copy(update={"reused": "repeat", "seconds": 0.0})
-        out = [r for r in records if r is not None]
-        for r in out:
-            if r.reused != "repeat" and not r.text.startswith("Error: there is no tool"):
-                session.memo.setdefault(r.call, r)
-        return out
+        session.memo.update(ran)
+        for canonical, record in ran.items():
+            records[todo[canonical][0]] = record
+        for i, canonical in repeats.items():
+            first = records[todo[canonical][0]]
+            assert first is not None
+            records[i] = first.model_copy(update={"reused": "repeat", "seconds": 0.0})
+        return [r for r in records if r is not None]
 
 
 def _error_record(call: protocol.Call, message: str) -> CallRecord:
