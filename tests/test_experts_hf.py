@@ -214,6 +214,19 @@ def test_dense_caption_boxes_are_pixels_of_the_original_image(models):
 
 
 @pytest.mark.slow
+def test_dense_caption_static_kv_cache_gives_the_same_regions(models):
+    """The GPU default (static KV cache) decodes exactly what the dynamic cache does."""
+    result_cache().clear()
+    eager = make("dense_caption", models["scripted"], max_new_tokens=40, static_cache=False)(str(CHELSEA))
+    result_cache().clear()
+    static = make("dense_caption", models["scripted"], max_new_tokens=40, static_cache=True)
+    assert static._cache_options("cpu") == {"cache_implementation": "static"}
+    assert static(str(CHELSEA)).artifact == eager.artifact
+    assert make("dense_caption", models["scripted"])._cache_options("cuda:0") == {"cache_implementation": "static"}
+    assert make("dense_caption", models["scripted"])._cache_options("cpu") == {}
+
+
+@pytest.mark.slow
 def test_dense_caption_random_model_and_parser_parity(models):
     from transformers import AutoProcessor
 

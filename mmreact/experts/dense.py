@@ -99,8 +99,12 @@ class DenseCaptionTool(HFExpertTool):
     load_hint = "it must be a transformers-native Florence-2 checkpoint such as florence-community/Florence-2-base"
 
     def __init__(self, model: str | None = None, device: str | None = None, *, max_new_tokens: int = 256,
-                 num_beams: int = 1, max_regions: int = 30, batch_size: int = 4) -> None:
+                 num_beams: int = 1, max_regions: int = 30, batch_size: int = 4,
+                 static_cache: bool | None = None) -> None:
+        """``static_cache``: decode with transformers' static KV cache (``None``: on GPU only,
+        where it cut Florence-2-base's 128-token decode from 536 to 220 ms on an H200)."""
         super().__init__(model=model, device=device)
+        self.static_cache = static_cache
         if min(max_new_tokens, num_beams, max_regions, batch_size) < 1:
             raise MMReactError("DenseCaptionTool needs max_new_tokens, num_beams, max_regions and batch_size >= 1.")
         self.max_new_tokens = max_new_tokens
@@ -120,6 +124,10 @@ class DenseCaptionTool(HFExpertTool):
     def _run_many(self, images: list[Image]) -> list[Observation]:
         return self._regions(images)
 
+    def _cache_options(self, device: str) -> dict[str, str]:
+        use = device.startswith("cuda") if self.static_cache is None else self.static_cache
+        return {"cache_implementation": "static"} if use else {}
+
     def _regions(self, images: list[Image]) -> list[Observation]:
         import torch
 
@@ -133,6 +141,7 @@ class DenseCaptionTool(HFExpertTool):
                 attention_mask=inputs["attention_mask"].to(bundle.device),
                 pixel_values=inputs["pixel_values"].to(bundle.device, bundle.dtype),
                 max_new_tokens=self.max_new_tokens, num_beams=self.num_beams, do_sample=False,
+                **self._cache_options(bundle.device),
             )
             texts = bundle.processor.batch_decode(ids, skip_special_tokens=False)
             per_image = [regions_from_text(bundle.processor, t, im.width, im.height) for t, im in zip(texts, images)]
