@@ -292,3 +292,23 @@ class ScriptedOpenAI:
                 self.wfile.flush()
 
         return Handler
+
+
+# -- a tiny tool and image shared by the LLM backend tests -----------------------------------
+import numpy as np  # noqa: E402
+
+from mmreact import Image, tool  # noqa: E402
+
+IMG = np.tile(np.arange(64, dtype=np.uint8)[None, :, None], (32, 1, 3))  # mean 31.5
+
+
+@tool
+def brightness(image: Image, channel: int = -1) -> str:
+    """Mean brightness of an image (0-255).
+
+    Args:
+        image: the image to measure
+        channel: 0, 1 or 2 for one colour channel, -1 for all
+    """
+    pixels = image.to_numpy() if channel < 0 else image.to_numpy()[..., channel]
+    return f"mean brightness {pixels.mean():.1f}"

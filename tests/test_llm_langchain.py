@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-import numpy as np
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models.fake_chat_models import (
@@ -24,26 +23,15 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_tests.unit_tests import ChatModelUnitTests
 
-from mmreact import Agent, Image, LLMRequest, Message, ScriptedLLM, tool
+from servers import IMG, brightness
+
+from mmreact import Agent, LLMRequest, Message, ScriptedLLM
 from mmreact.errors import ConfigError, LLMError
 from mmreact.llms import SPEC_PREFIXES, load_llm
 from mmreact.llms.langchain import LangChainLLM
 from mmreact.llms.lc_chat import MMReactChatModel, StopGuard, cut_at_stop
 from mmreact.llms.openai import tool_specs
 
-IMG = np.tile(np.arange(64, dtype=np.uint8)[None, :, None], (32, 1, 3))  # mean 31.5
-
-
-@tool
-def brightness(image: Image, channel: int = -1) -> str:
-    """Mean brightness of an image (0-255).
-
-    Args:
-        image: the image to measure
-        channel: 0, 1 or 2 for one colour channel, -1 for all
-    """
-    pixels = image.to_numpy() if channel < 0 else image.to_numpy()[..., channel]
-    return f"mean brightness {pixels.mean():.1f}"
 
 
 class Recorder(BaseCallbackHandler):

@@ -10,28 +10,15 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
 
-from mmreact import Agent, Image, LLMRequest, Message, tool
+from mmreact import Agent, LLMRequest, Message
 from mmreact.errors import ConfigError, LLMError
 from mmreact.llms import load_llm
 from mmreact.llms.openai import INVALID_ARGUMENTS, PLACEHOLDER_KEY, OpenAILLM, final_text, parse_arguments
-from servers import Reply, ScriptedOpenAI, free_port, llama_server, missing_server_extras, smollm2_gguf
+from servers import (IMG, Reply, ScriptedOpenAI, brightness, free_port, llama_server, missing_server_extras,
+                     smollm2_gguf)
 
-IMG = np.tile(np.arange(64, dtype=np.uint8)[None, :, None], (32, 1, 3))  # mean 31.5
-
-
-@tool
-def brightness(image: Image, channel: int = -1) -> str:
-    """Mean brightness of an image (0-255).
-
-    Args:
-        image: the image to measure
-        channel: 0, 1 or 2 for one colour channel, -1 for all
-    """
-    pixels = image.to_numpy() if channel < 0 else image.to_numpy()[..., channel]
-    return f"mean brightness {pixels.mean():.1f}"
 
 
 def one_sentence(text: str) -> bool:
