@@ -63,7 +63,7 @@ def _call(lc_tool: BaseTool, **args: Any) -> ToolMessage:
 
 
 # -- langchain-tests standard suites -------------------------------------------------------
-class TestMeanColourUnit(ToolsUnitTests):
+class _MeanColourParams:
     @property
     def tool_constructor(self) -> BaseTool:
         return as_langchain_tool(mean_colour)
@@ -73,19 +73,7 @@ class TestMeanColourUnit(ToolsUnitTests):
         return {"image": _files()["red"], "channel": "r"}
 
 
-class TestMeanColourIntegration(ToolsIntegrationTests):
-    pytestmark = ASYNC_SUITE
-
-    @property
-    def tool_constructor(self) -> BaseTool:
-        return as_langchain_tool(mean_colour)
-
-    @property
-    def tool_invoke_params_example(self) -> dict:
-        return {"image": _files()["red"], "channel": "r"}
-
-
-class TestOCRUnit(ToolsUnitTests):
+class _OCRParams:
     @property
     def tool_constructor(self) -> BaseTool:
         return as_langchain_tool(_ocr())
@@ -93,19 +81,23 @@ class TestOCRUnit(ToolsUnitTests):
     @property
     def tool_invoke_params_example(self) -> dict:
         return {"image": _files()["receipt"]}
+
+
+class TestMeanColourUnit(_MeanColourParams, ToolsUnitTests):
+    pass
+
+
+class TestMeanColourIntegration(_MeanColourParams, ToolsIntegrationTests):
+    pytestmark = ASYNC_SUITE
+
+
+class TestOCRUnit(_OCRParams, ToolsUnitTests):
+    pass
 
 
 @pytest.mark.slow
-class TestOCRIntegration(ToolsIntegrationTests):
+class TestOCRIntegration(_OCRParams, ToolsIntegrationTests):
     pytestmark = ASYNC_SUITE
-
-    @property
-    def tool_constructor(self) -> BaseTool:
-        return as_langchain_tool(_ocr())
-
-    @property
-    def tool_invoke_params_example(self) -> dict:
-        return {"image": _files()["receipt"]}
 
 
 # -- content and artifact ------------------------------------------------------------------
