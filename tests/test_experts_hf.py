@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -100,6 +101,24 @@ def test_vocabulary_file_is_clean_and_covers_coco():
     assert len(tags) >= 600
     assert list(default_vocabulary()) == tags
     assert len(COCO) == 80 and not set(COCO) - set(tags)
+
+
+def _open_images_name(name: str) -> str:
+    """An Open Images class name as tags.txt writes it (the rule in the file's header)."""
+    name = re.sub(r"\s*\(.*?\)", "", name.lower()).replace("&", "and")
+    return " ".join(re.sub(r"^(human|common) ", "", name).split())
+
+
+def test_vocabulary_covers_every_open_images_class():
+    import ultralytics
+    import yaml
+
+    spec = Path(ultralytics.__file__).parent / "cfg" / "datasets" / "open-images-v7.yaml"
+    names = list(yaml.safe_load(spec.read_text(encoding="utf-8"))["names"].values())
+    assert len(names) >= 600
+    tags = set(default_vocabulary())
+    missing = [n for n in names if n.lower() not in tags and _open_images_name(n) not in tags]
+    assert not missing, missing
 
 
 def test_registry_names_these_classes_with_llm_ready_descriptions():
