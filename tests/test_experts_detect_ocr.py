@@ -227,6 +227,36 @@ def test_shared_detector_from_threads(tuned_tool: DetectTool, astronaut) -> None
     assert results == [expected] * 4
 
 
+def test_detect_leaves_the_process_thread_settings_alone(tmp_path: Path) -> None:
+    """ultralytics' first CPU predict sets torch's threads to min(8, cpu_count - 1) and its import sets
+    OMP_NUM_THREADS=1, which would slow every other expert; a fresh process shows neither leaks."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os, torch\n"
+        "from ultralytics.utils import NUM_THREADS\n"  # imports ultralytics: the tool's own import is covered below
+        "os.environ.pop('OMP_NUM_THREADS', None)\n"
+        "torch.set_num_threads(NUM_THREADS + 1)\n"
+        "from mmreact.experts.detect import DetectTool\n"
+        f"obs = DetectTool('yolo11n.yaml', device='cpu')({str(skimage_path('astronaut.png'))!r})\n"
+        "assert obs.text.startswith('Image size'), obs.text\n"
+        "print(torch.get_num_threads() - NUM_THREADS, os.environ.get('OMP_NUM_THREADS'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["1", "None"]
+    code = ("import os\nfrom mmreact.experts.detect import DetectTool\n"
+            "DetectTool('yolo11n.yaml', device='cpu').ensure_ready()\nprint(os.environ.get('OMP_NUM_THREADS'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["None"]
+
+
 def test_missing_weights_is_one_sentence_and_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                      network: NetworkLog) -> None:
     monkeypatch.chdir(tmp_path)

