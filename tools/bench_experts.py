@@ -379,12 +379,15 @@ def main() -> None:
 
     import torch
 
-    devices = args.device.split(",") if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = [d.strip() for d in args.device.split(",") if d.strip()] if args.device else (
+        ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+    if any(d.startswith("cuda") for d in devices) and not torch.cuda.is_available():
+        parser.error("--device cuda: PyTorch sees no CUDA GPU on this machine")
     models = build_models(args.models, args.size, experts)
     ocr = ocr_weights(args.models, args.ocr_weights) if "ocr" in experts else (Path(), False)
     results = []
     for device in devices:
-        r = bench_device(device.strip(), experts, models, ocr, args.repeats)
+        r = bench_device(device, experts, models, ocr, args.repeats)
         report(r)
         results.append(r)
         gc.collect()  # the device's models go before the next device loads its own
