@@ -36,15 +36,7 @@ from typing import Any
 from ..errors import ConfigError, WeightsMissingError
 from ..images import Image
 from ..observation import Observation
-from .base import (
-    ExpertTool,
-    clip_box,
-    downloads_allowed,
-    fmt_box,
-    limited,
-    shared,
-    size_line,
-)
+from .base import ExpertTool, clip_box, downloads_allowed, fmt_box, limited, shared, size_line
 
 MAX_OBJECT_LINES = 50
 MAX_BATCH = 32
