@@ -136,13 +136,15 @@ def list_tools(
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(show_lines=False)
     for col in ("tool", "ready", "from", "description"):
         table.add_column(col, overflow="fold")
     for r in rows:
         ready = "yes" if r["ready"] else f"no: {r['missing']}"
-        table.add_row(r["usage"], ready, r["origin"], r["description"])
+        # Text, not markup: "[x1, y1, x2, y2]" in a description or message would vanish as a style tag
+        table.add_row(*(Text(str(cell)) for cell in (r["usage"], ready, r["origin"], r["description"])))
     console = Console(highlight=False)
     console.print(table)
     for f in failures:

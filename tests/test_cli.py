@@ -21,8 +21,10 @@ def plugin_dir(tmp_path_factory):
     return make_plugins(tmp_path_factory.mktemp("plugins"))
 
 
-def mmreact(*args: str, plugin_dir: Path | None = None) -> subprocess.CompletedProcess:
+def mmreact(*args: str, plugin_dir: Path | None = None, columns: int | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ)
+    if columns is not None:
+        env["COLUMNS"] = str(columns)
     if plugin_dir is not None:
         env["PYTHONPATH"] = str(plugin_dir) + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, "-m", "mmreact", *args], capture_output=True, text=True,
@@ -101,8 +103,11 @@ def test_tools_lists_tools_plugins_and_failures(plugin_dir):
     by_name = {t["name"]: t for t in data["tools"]}
     assert by_name["pixel_count"]["ready"] and by_name["pixel_count"]["origin"] == "plugin:mmreact_demo_plugin"
     assert any(f["distribution"] == "mmreact_broken_plugin" for f in data["failed_plugins"])
-    table = mmreact("tools", plugin_dir=plugin_dir)
+    table = mmreact("tools", plugin_dir=plugin_dir, columns=400)
     assert table.returncode == 0 and "pixel_count" in table.stdout and "mmreact_broken_plugin" in table.stdout
+    # descriptions are shown verbatim: square brackets are not taken for rich markup
+    assert by_name["dense_caption"]["description"] in table.stdout
+    assert "[x1, y1, x2, y2]" in by_name["dense_caption"]["description"]
 
 
 def test_experts_runs_tools_directly(tiny_png, plugin_dir):

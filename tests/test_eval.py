@@ -387,6 +387,20 @@ def test_report_numbers_and_files(tmp_path):
     assert "rec (2)" in text and "8.95" in text
 
 
+def test_terminal_tables_show_names_verbatim():
+    """A system name with square brackets is text, not a rich style tag that would vanish."""
+    import dataclasses
+    import io
+
+    from rich.console import Console
+
+    results = [dataclasses.replace(r, system="agent[v2]") for r in hand_results() if r.system == "A"]
+    console = Console(record=True, width=160, file=io.StringIO())
+    for table in summarize(results).tables():
+        console.print(table)
+    assert console.export_text().count("agent[v2]") == 2
+
+
 # -- the built-in set ---------------------------------------------------------------------------
 def test_builtin_set_loads_real_photographs():
     items = load_builtin()

@@ -101,15 +101,16 @@ class Report:
     def tables(self) -> list[Any]:
         """Two :class:`rich.table.Table` objects: accuracy, then cost."""
         from rich.table import Table
+        from rich.text import Text
 
         out = []
         titled = (("Accuracy %", self._accuracy()), ("Cost per item (latency in seconds)", self._cost()))
         for title, (header, rows) in titled:
             table = Table(title=title, title_justify="left")
             for i, col in enumerate(header):
-                table.add_column(col, justify="left" if i == 0 else "right", overflow="fold")
+                table.add_column(Text(col), justify="left" if i == 0 else "right", overflow="fold")
             for row in rows:
-                table.add_row(*row)
+                table.add_row(*(Text(str(cell)) for cell in row))  # verbatim: names may hold "[...]"
             out.append(table)
         return out
 
