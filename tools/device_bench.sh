@@ -10,7 +10,7 @@
 # Real-size random BLIP-base, Florence-2-base and CLIP B/32 are built there (about 1 min).
 # Results: the printed tables (one image; 8 images per expert, one by one vs run_batch), and
 # $OUT/bench_experts_cuda.json.
-# Checked on a CPU-only copy of the device's package set (tools' docs: README "Benchmarks").
+# Rehearsed on a CPU-only copy of the device's package set (tiny models; README, "Speed").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl

@@ -2,7 +2,7 @@
 # Fetch (here, where PyPI is reachable) the wheels mmreact's expert benchmark needs on the lent GPU
 # machine, whose image has torch, torchvision, transformers, opencv-python-headless, scikit-image,
 # scipy, typer, rich, tqdm, pyyaml, matplotlib and psutil, but not these. Python 3.12, x86-64.
-# About 12 MiB in all; `.whl/` is git-ignored and travels with `carry: [".whl"]`.
+# About 11 MiB in all; `.whl/` is git-ignored and travels with `carry: [".whl"]`.
 #
 #     bash tools/device_wheels.sh            # then, on the device: bash tools/device_bench.sh
 set -euo pipefail
