@@ -245,16 +245,17 @@ def test_detect_leaves_the_process_thread_settings_alone(tmp_path: Path) -> None
         "print(torch.get_num_threads() - NUM_THREADS, os.environ.get('OMP_NUM_THREADS'))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
-                         check=False)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["1", "None"]
-    code = ("import os\nfrom mmreact.experts.detect import DetectTool\n"
-            "DetectTool('yolo11n.yaml', device='cpu').ensure_ready()\nprint(os.environ.get('OMP_NUM_THREADS'))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
-                         check=False)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["None"]
+
+    def printed(source: str) -> list[str]:
+        out = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, env=env, cwd=tmp_path,
+                             check=False)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout.split()
+
+    assert printed(code) == ["1", "None"]
+    assert printed("import os\nfrom mmreact.experts.detect import DetectTool\n"
+                   "DetectTool('yolo11n.yaml', device='cpu').ensure_ready()\n"
+                   "print(os.environ.get('OMP_NUM_THREADS'))\n") == ["None"]
 
 
 def test_missing_weights_is_one_sentence_and_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

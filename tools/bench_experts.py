@@ -248,12 +248,12 @@ def mmreact_tools(experts: list[str], models: dict[str, Path], ocr: tuple[Path, 
         tools.append(DetectTool(str(models["detect"]), device=device))
     if "ocr" in experts:
         from mmreact.experts.base import shared
-        from mmreact.experts.ocr import OCRTool, find_model_dir
+        from mmreact.experts.ocr import OCRTool, find_model_dir, reader_key
 
         folder, random = ocr
-        if random:  # hand OCRTool the Reader built above: its own loader would refuse the random files
-            found = find_model_dir(["en"], folder)
-            shared(("easyocr", ("en",), device, str(found)), lambda: easyocr_reader(folder, device, True))
+        if random:  # give OCRTool a Reader built here: its own loader would refuse the random files
+            key = reader_key(["en"], device, find_model_dir(["en"], folder))
+            shared(key, lambda: easyocr_reader(folder, device, True))
         tools.append(OCRTool(device=device, model_dir=folder))
     return tools
 

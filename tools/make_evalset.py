@@ -22,17 +22,24 @@ def font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts/ttf" / name), size)
 
 
+def priced_lines(d: ImageDraw.ImageDraw, rows: list[tuple[str, str]], left: int, right: int, y: int, size: int,
+                 fill: object, step: int) -> int:
+    """Label at ``left``, price right-aligned at ``right``, one row every ``step`` px; the y after them."""
+    for label, price in rows:
+        d.text((left, y), label, fill=fill, font=font(size))
+        d.text((right, y), price, fill=fill, font=font(size), anchor="ra")
+        y += step
+    return y
+
+
 def receipt() -> Image.Image:
     """Green Leaf Grocery: 3.20 + 2.45 + 1.99 + 8.50 = 16.14; tax 8% = 1.29; total 17.43."""
     img = Image.new("RGB", (460, 560), (252, 251, 246))
     d = ImageDraw.Draw(img)
     d.text((230, 28), "GREEN LEAF GROCERY", fill="black", font=font(28, bold=True), anchor="ma")
     d.text((230, 70), "12 Elm Street  -  14 Mar 2024", fill="black", font=font(18), anchor="ma")
-    y = 130
-    for label, price in [("Apples", "3.20"), ("Bread", "2.45"), ("Milk", "1.99"), ("Coffee beans", "8.50")]:
-        d.text((36, y), label, fill="black", font=font(24))
-        d.text((424, y), price, fill="black", font=font(24), anchor="ra")
-        y += 44
+    rows = [("Apples", "3.20"), ("Bread", "2.45"), ("Milk", "1.99"), ("Coffee beans", "8.50")]
+    y = priced_lines(d, rows, 36, 424, 130, 24, "black", 44)
     d.line((36, y + 6, 424, y + 6), fill="black", width=2)
     y += 26
     for label, price, size, bold in [("SUBTOTAL", "16.14", 22, False), ("TAX 8%", "1.29", 22, False),
@@ -82,11 +89,8 @@ def menu() -> Image.Image:
     d = ImageDraw.Draw(img)
     d.text((210, 26), "SUNRISE CAFE", fill=(250, 210, 120), font=font(32, bold=True), anchor="ma")
     d.text((210, 72), "MENU", fill="white", font=font(22), anchor="ma")
-    y = 130
-    for label, price in [("Coffee", "$2.50"), ("Tea", "$2.00"), ("Muffin", "$3.25"), ("Bagel", "$2.75")]:
-        d.text((50, y), label, fill="white", font=font(26))
-        d.text((370, y), price, fill="white", font=font(26), anchor="ra")
-        y += 52
+    priced_lines(d, [("Coffee", "$2.50"), ("Tea", "$2.00"), ("Muffin", "$3.25"), ("Bagel", "$2.75")],
+                 50, 370, 130, 26, "white", 52)
     return img
 
 

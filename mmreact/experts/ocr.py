@@ -141,6 +141,11 @@ def missing_message(languages: Sequence[str], explicit: str | os.PathLike[str] |
     )
 
 
+def reader_key(languages: Sequence[str], device: str, directory: Path | None) -> tuple[Any, ...]:
+    """The key under which :func:`~mmreact.experts.base.shared` keeps the one Reader for these settings."""
+    return ("easyocr", tuple(languages), device, str(directory))
+
+
 def _languages(given: Sequence[str] | str | None) -> list[str]:
     if given is None:
         given = os.environ.get("MMREACT_OCR_LANGS") or "en"
@@ -265,7 +270,7 @@ class OCRTool(ExpertTool):
         if directory is None and not downloads_allowed():
             raise WeightsMissingError(missing_message(self.languages, self.model_dir))
         device = self.device
-        key = ("easyocr", tuple(self.languages), device, str(directory))
+        key = reader_key(self.languages, device, directory)
         missing = missing_message(self.languages, self.model_dir)
         self._reader = shared(key, lambda: _load_reader(self.languages, device, directory, missing))
 
