@@ -279,7 +279,7 @@ class Chat:
             request = LLMRequest(
                 messages=tuple(self.messages), stop=("\nObservation:", "<observation"),
                 tools=agent.tools, handles=tuple(self.images.handles),
-                done_calls=frozenset(self.memo), on_text=on_text,
+                done_calls=frozenset(self.memo), on_text=on_text, kind="react",
             )
             t0 = time.perf_counter()
             try:

@@ -63,7 +63,8 @@ def _request(tools=(ocr, caption), handles=("image_1",), done=(), observations=0
     for _ in range(observations):
         messages += [Message("assistant", "Thought: look\nAction: ocr(image_1)"),
                      Message("observation", "<observation>x</observation>")]
-    return LLMRequest(messages=tuple(messages), tools=tuple(tools), handles=tuple(handles), done_calls=frozenset(done))
+    return LLMRequest(messages=tuple(messages), tools=tuple(tools), handles=tuple(handles), done_calls=frozenset(done),
+                      kind="react")
 
 
 def _call_texts(g: StepGrammar) -> set[str]:

@@ -144,7 +144,8 @@ def steps(backend: str, count: int) -> dict[str, float]:
 
     def request(q: str) -> LLMRequest:
         question = Message("user", f"Images: image_1 (640x480)\nQuestion: {q}")
-        return LLMRequest(messages=(Message("system", system), question), tools=tuple(tools), handles=("image_1",))
+        return LLMRequest(messages=(Message("system", system), question), tools=tuple(tools), handles=("image_1",),
+                          kind="react")
 
     t0 = time.perf_counter()
     llm.complete(request("Warm up: what is this?"))  # first step: prompt prefix + constraint set-up

@@ -14,8 +14,11 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from ..protocol import Call
     from ..tools import Tool
+    from .formats import TextFormat
 
 Role = Literal["system", "user", "assistant", "observation"]
+#: ``"react"``: one agent step; ``"text"``: a plain chat reply (see :class:`LLMRequest`).
+Kind = Literal["react", "text"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +38,16 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class LLMRequest:
-    """What the engine asks of the model for one step."""
+    """What the engine (or any caller) asks of the model.
+
+    ``kind`` says what the reply is for. ``"react"`` is one agent step: backends that constrain
+    decoding draw it from the step language of :mod:`mmreact.llms.grammar` (built from ``tools``,
+    ``handles`` and ``done_calls``), and tool-calling backends send the tools. ``"text"`` (the
+    default) is a plain chat reply, as any chat model gives: no step grammar and no tools; when
+    ``text_format`` is set, backends that can enforce a language (llama.cpp, transformers) keep the
+    reply inside it, and the others are asked for it in the prompt only (check with
+    ``text_format.accepts``).
+    """
 
     messages: Sequence[Message]
     stop: tuple[str, ...] = ()
@@ -47,6 +59,8 @@ class LLMRequest:
     done_calls: frozenset[str] = frozenset()
     max_tokens: int = 512
     on_text: Callable[[str], None] | None = None
+    kind: Kind = "text"
+    text_format: TextFormat | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,17 +44,19 @@ class Alt:
 
 @dataclass(frozen=True, slots=True)
 class Rep:
-    """``node`` repeated ``lo`` to ``hi`` times."""
+    """``node`` repeated ``lo`` to ``hi`` times (``hi=None``: no upper bound)."""
 
     node: Node
     lo: int
-    hi: int
+    hi: int | None
 
 
 Node = Union[Lit, Chars, Seq, Alt, Rep]
 
 
 def _gbnf_char(c: str) -> str:
+    if ord(c) < 0x20 and c not in "\n\r\t":
+        return f"\\x{ord(c):02x}"
     return {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\", '"': '\\"', "]": "\\]", "[": "\\[",
             "^": "\\^", "-": "\\-"}.get(c, c)
 
@@ -68,6 +70,9 @@ def to_gbnf(node: Node) -> str:
         return "(" + " ".join(to_gbnf(p) for p in node.parts) + ")"
     if isinstance(node, Alt):
         return "(" + " | ".join(to_gbnf(o) for o in node.options) + ")"
+    if node.hi is None:
+        inner = to_gbnf(node.node)
+        return f"{inner}*" if node.lo == 0 else f"{inner}+" if node.lo == 1 else f"{inner}{{{node.lo},}}"
     return f"{to_gbnf(node.node)}{{{node.lo},{node.hi}}}"
 
 
@@ -81,19 +86,23 @@ def to_regex(node: Node) -> str:
         return "(?:" + "".join(to_regex(p) for p in node.parts) + ")"
     if isinstance(node, Alt):
         return "(?:" + "|".join(to_regex(o) for o in node.options) + ")"
-    return f"(?:{to_regex(node.node)}){{{node.lo},{node.hi}}}"
+    return f"(?:{to_regex(node.node)}){{{node.lo},{'' if node.hi is None else node.hi}}}"
 
 
-def max_chars(node: Node) -> int:
+def max_chars(node: Node) -> int | None:
+    """The longest string the language holds, or ``None`` when it is unbounded."""
     if isinstance(node, Lit):
         return len(node.text)
     if isinstance(node, Chars):
         return 1
     if isinstance(node, Seq):
-        return sum(max_chars(p) for p in node.parts)
+        sizes = [max_chars(p) for p in node.parts]
+        return None if any(n is None for n in sizes) else sum(n for n in sizes if n is not None)
     if isinstance(node, Alt):
-        return max((max_chars(o) for o in node.options), default=0)
-    return node.hi * max_chars(node.node)
+        sizes = [max_chars(o) for o in node.options]
+        return None if any(n is None for n in sizes) else max((n for n in sizes if n is not None), default=0)
+    inner = max_chars(node.node)
+    return None if node.hi is None or inner is None else node.hi * inner
 
 
 def drop_prefix(node: Node, text: str) -> Node:

@@ -35,6 +35,7 @@ from typing import Any
 
 from ..errors import ConfigError, LLMError, WeightsMissingError, one_line
 from .base import LLM, Completion, LLMRequest, chat_messages
+from .formats import TextFormat
 from .grammar import Generated, StepGrammar, StepOptions, run_step, step_grammar
 
 DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -229,8 +230,8 @@ class GGUFLLM(LLM):
                 def generate(g: StepGrammar | None, stop_when: Any, stream: bool) -> Generated:
                     return self._generate(loaded.llama, messages, prompt, request, g, stop_when, stream)
 
-                if not self.constrained:
-                    out = generate(None, None, True)
+                if request.kind != "react" or not self.constrained:
+                    out = generate(request.text_format if request.kind == "text" else None, None, True)
                     return Completion(out.text, prompt_tokens=out.prompt_tokens,
                                       completion_tokens=out.completion_tokens)
                 out, meta = run_step(step_grammar(request, self.options), generate, on_text=request.on_text,
@@ -244,7 +245,7 @@ class GGUFLLM(LLM):
                           meta=meta)
 
     def _generate(self, llama: Any, messages: list[dict[str, str]], prompt: str | None, request: LLMRequest,
-                  grammar: StepGrammar | None, stop_when: Any, stream: bool) -> Generated:
+                  grammar: StepGrammar | TextFormat | None, stop_when: Any, stream: bool) -> Generated:
         from llama_cpp import LlamaGrammar, LogitsProcessorList
 
         counter = _Counter()
@@ -252,8 +253,9 @@ class GGUFLLM(LLM):
                                       repeat_penalty=1.0, stream=True, logits_processor=LogitsProcessorList([counter]))
         if grammar is not None:
             kwargs["grammar"] = LlamaGrammar.from_string(grammar.gbnf, verbose=False)
-            kwargs["max_tokens"] = max(request.max_tokens, grammar.max_chars + 8)
-        else:
+            if isinstance(grammar, StepGrammar) and grammar.max_chars is not None:
+                kwargs["max_tokens"] = max(request.max_tokens, grammar.max_chars + 8)
+        if grammar is None or request.kind == "text":
             kwargs["stop"] = list(request.stop)
         if prompt is not None:
             tokens = llama.tokenize((prompt + (grammar.prefill if grammar else "")).encode("utf-8"),

@@ -34,6 +34,7 @@ from typing import Any
 
 from ..errors import ConfigError, LLMError, WeightsMissingError, one_line
 from .base import LLM, Completion, LLMRequest, chat_messages
+from .formats import TextFormat
 from .grammar import Generated, StepGrammar, StepOptions, run_step, step_grammar
 
 _INSTALL = "pip install transformers torch"
@@ -251,12 +252,13 @@ class HFLLM(LLM):
                 def generate(g: StepGrammar | None, stop_when: Any, stream: bool) -> Generated:
                     return self._generate(loaded, inputs, request, g, stop_when, stream)
 
-                if not self.constrained:
-                    out = generate(None, None, True)
+                fmt = request.text_format if request.kind == "text" else None
+                if (fmt is not None or (request.kind == "react" and self.constrained)) and loaded.texts is None:
+                    loaded.texts = TokenTexts(loaded.tokenizer, loaded.model.config.get_text_config().vocab_size)
+                if request.kind != "react" or not self.constrained:
+                    out = generate(fmt, None, True)
                     return Completion(out.text, prompt_tokens=out.prompt_tokens,
                                       completion_tokens=out.completion_tokens)
-                if loaded.texts is None:
-                    loaded.texts = TokenTexts(loaded.tokenizer, loaded.model.config.get_text_config().vocab_size)
                 out, meta = run_step(step_grammar(request, self.options), generate, on_text=request.on_text)
             except (RuntimeError, ValueError, IndexError) as exc:
                 raise LLMError(f"{self.name} could not answer: {one_line(exc)}") from None
@@ -284,7 +286,7 @@ class HFLLM(LLM):
         return ids
 
     def _generate(self, loaded: _Loaded, inputs: dict[str, Any], request: LLMRequest,
-                  grammar: StepGrammar | None, stop_when: Any, stream: bool) -> Generated:
+                  grammar: StepGrammar | TextFormat | None, stop_when: Any, stream: bool) -> Generated:
         import torch
         from transformers import (
             LogitsProcessorList,
@@ -311,12 +313,14 @@ class HFLLM(LLM):
             kwargs["logits_processor"] = LogitsProcessorList(
                 [StepLogitsProcessor(grammar, texts, start, eos, keep=40 if sample else 1)]
             )
-            kwargs["max_new_tokens"] = max(request.max_tokens, grammar.max_chars + 8)
+            if isinstance(grammar, StepGrammar) and grammar.max_chars is not None:
+                kwargs["max_new_tokens"] = max(request.max_tokens, grammar.max_chars + 8)
         else:
             def join(ids: list[int]) -> str:
                 return str(tok.decode([i for i in ids if i not in eos], skip_special_tokens=True))
-            if request.stop:
-                kwargs.update(stop_strings=list(request.stop), tokenizer=tok)
+        stops = list(request.stop) if grammar is None or request.kind == "text" else []
+        if stops:
+            kwargs.update(stop_strings=stops, tokenizer=tok)
         if stop_when is not None:
             class _StopWhen(StoppingCriteria):
                 def __call__(self, input_ids: Any, scores: Any, **_: Any) -> Any:
@@ -328,8 +332,8 @@ class HFLLM(LLM):
         output = loaded.model.generate(**inputs, streamer=streamer, **kwargs)
         new = [i for i in output[0, start:].tolist() if i not in eos]
         text = join(new)
-        if grammar is None:
-            cut = min((text.find(s) for s in request.stop if s and s in text), default=-1)
+        if stops:
+            cut = min((text.find(s) for s in stops if s and s in text), default=-1)
             if cut >= 0:
                 text = text[:cut]
         return Generated(text, n_prompt, len(new))

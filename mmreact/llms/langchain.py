@@ -96,7 +96,7 @@ class LangChainLLM(LLM):
         return self._bound[1]
 
     def complete(self, request: LLMRequest) -> Completion:
-        tools = self.mode == "tools" and bool(request.tools)
+        tools = self.mode == "tools" and request.kind == "react" and bool(request.tools)
         kwargs: dict[str, Any] = {}
         if tools:
             runnable = self._with_tools(request.tools)

@@ -145,7 +145,7 @@ class OpenAILLM(LLM):
         self.client()  # a missing openai package is a ConfigError sentence
         import openai
 
-        tools = self.mode == "tools" and bool(request.tools)
+        tools = self.mode == "tools" and request.kind == "react" and bool(request.tools)
         limit = min(request.max_tokens, self.max_tokens) if self.max_tokens else request.max_tokens
         params: dict[str, Any] = {"model": self.model, "max_tokens": limit}
         if tools:
