@@ -113,6 +113,25 @@ class Agent:
         self.system_prompt = system_prompt or prompts.system_prompt(self.tools)
         self.image_policy = image_policy
 
+    def load(self) -> dict[str, float]:
+        """Load the LLM and every tool's model now, instead of lazily in the first run.
+
+        Returns the seconds each part took (``"llm"`` and each tool's name). A tool that cannot
+        load here (weights missing) is left to fail as an observation when it is called.
+        """
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        self.llm.load()
+        timings["llm"] = time.perf_counter() - t0
+        for t in self.tools:
+            t0 = time.perf_counter()
+            try:
+                t.ensure_ready()
+            except Exception:  # noqa: BLE001 - reported when the model calls the tool
+                continue
+            timings[t.name] = time.perf_counter() - t0
+        return timings
+
     def chat(self) -> Chat:
         """Start a multi-turn session that keeps images, turns and observations."""
         return Chat(self)
@@ -307,7 +326,7 @@ class Chat:
                     parsed = protocol.parse(text)
                 except protocol.ParseError as exc:
                     error = str(exc)
-            common = dict(index=index, llm_text=text, llm_seconds=llm_seconds,
+            common = dict(index=index, llm_text=text, llm_seconds=llm_seconds, llm_wait_seconds=completion.wait_seconds,
                           prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens)
             self.messages.append(Message("assistant", text, calls=completion.calls or ()))
             if parsed is None:

@@ -44,7 +44,10 @@ class StepRecord(_Frozen):
     final_answer: str | None = None
     #: A reply the engine could not act on; the message that went back to the model.
     error: str | None = None
+    #: Wall time of the model call, including ``llm_wait_seconds``.
     llm_seconds: float = 0.0
+    #: Time the call waited for a model shared with other threads (its lock) before it ran.
+    llm_wait_seconds: float = 0.0
     tool_seconds: float = 0.0
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
@@ -78,6 +81,10 @@ class Trace(_Frozen):
     @property
     def llm_seconds(self) -> float:
         return sum(s.llm_seconds for s in self.steps)
+
+    @property
+    def llm_wait_seconds(self) -> float:
+        return sum(s.llm_wait_seconds for s in self.steps)
 
     @property
     def tool_seconds(self) -> float:

@@ -72,6 +72,9 @@ class Completion:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Seconds spent waiting for a model shared with other threads (its lock) before this reply
+    #: started: part of the wall time of ``complete``, but not the model's own time.
+    wait_seconds: float = 0.0
 
 
 class LLM(abc.ABC):
@@ -83,6 +86,12 @@ class LLM(abc.ABC):
     @abc.abstractmethod
     def complete(self, request: LLMRequest) -> Completion:
         """Produce the next reply. Raise :class:`mmreact.errors.LLMError` on failure."""
+
+    def load(self) -> None:
+        """Load the model now (backends load lazily on the first :meth:`complete` otherwise).
+
+        Local backends override this; remote ones have nothing to load.
+        """
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"

@@ -29,6 +29,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -210,6 +211,9 @@ class GGUFLLM(LLM):
         return shared(("gguf", str(self.path), self.n_ctx, self.n_threads),
                       lambda: _load(self.path, self.n_ctx, self.n_threads))
 
+    def load(self) -> None:
+        self._loaded()
+
     @property
     def llama(self) -> Any:
         """The shared ``llama_cpp.Llama`` (loads it on first use)."""
@@ -223,7 +227,9 @@ class GGUFLLM(LLM):
     def complete(self, request: LLMRequest) -> Completion:
         loaded = self._loaded()
         messages = chat_messages(request.messages)
+        queued = time.perf_counter()
         with loaded.lock:
+            waited = time.perf_counter() - queued
             try:
                 prompt = loaded.format(messages)
 
@@ -233,7 +239,7 @@ class GGUFLLM(LLM):
                 if request.kind != "react" or not self.constrained:
                     out = generate(request.text_format if request.kind == "text" else None, None, True)
                     return Completion(out.text, prompt_tokens=out.prompt_tokens,
-                                      completion_tokens=out.completion_tokens)
+                                      completion_tokens=out.completion_tokens, wait_seconds=waited)
                 out, meta = run_step(step_grammar(request, self.options), generate, on_text=request.on_text,
                                      prefill=prompt is not None)
             except ValueError as exc:  # llama-cpp-python reports an overfull context this way
@@ -242,7 +248,7 @@ class GGUFLLM(LLM):
                                    "window; start a new chat or load the model with a larger n_ctx.") from None
                 raise LLMError(f"{self.name} could not answer: {one_line(exc)}") from None
         return Completion(out.text, prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens,
-                          meta=meta)
+                          meta=meta, wait_seconds=waited)
 
     def _generate(self, llama: Any, messages: list[dict[str, str]], prompt: str | None, request: LLMRequest,
                   grammar: StepGrammar | TextFormat | None, stop_when: Any, stream: bool) -> Generated:

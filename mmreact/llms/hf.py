@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -234,6 +235,9 @@ class HFLLM(LLM):
         device = select_device(self.device_preference)
         return shared(("hf-llm", self.where, self.gguf_file, device), lambda: _load(self.where, self.gguf_file, device))
 
+    def load(self) -> None:
+        self._loaded()
+
     @property
     def model(self) -> Any:
         return self._loaded().model
@@ -245,7 +249,9 @@ class HFLLM(LLM):
     # -- one step --------------------------------------------------------------------------
     def complete(self, request: LLMRequest) -> Completion:
         loaded = self._loaded()
+        queued = time.perf_counter()
         with loaded.lock:
+            waited = time.perf_counter() - queued
             try:
                 inputs = self._prompt(loaded, request)
 
@@ -258,12 +264,12 @@ class HFLLM(LLM):
                 if request.kind != "react" or not self.constrained:
                     out = generate(fmt, None, True)
                     return Completion(out.text, prompt_tokens=out.prompt_tokens,
-                                      completion_tokens=out.completion_tokens)
+                                      completion_tokens=out.completion_tokens, wait_seconds=waited)
                 out, meta = run_step(step_grammar(request, self.options), generate, on_text=request.on_text)
             except (RuntimeError, ValueError, IndexError) as exc:
                 raise LLMError(f"{self.name} could not answer: {one_line(exc)}") from None
         return Completion(out.text, prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens,
-                          meta=meta)
+                          meta=meta, wait_seconds=waited)
 
     def _prompt(self, loaded: _Loaded, request: LLMRequest) -> dict[str, Any]:
         tok = loaded.tokenizer
