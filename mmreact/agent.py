@@ -22,7 +22,8 @@ from .trace import CallRecord, ImageRecord, StepRecord, Trace
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
-_SELF_OBSERVATION = re.compile(r"\n\s*Observation\s*:", re.IGNORECASE)
+#: An observation the model wrote itself (only the engine writes observations): cut from the reply.
+_SELF_OBSERVATION = re.compile(r"\n\s*(?:Observation\s*:|<\s*/?\s*observation\b)", re.IGNORECASE)
 #: Replies longer than this are cut before parsing (a runaway model must not flood the context).
 MAX_REPLY_CHARS = 20_000
 _pool: ThreadPoolExecutor | None = None
@@ -79,9 +80,10 @@ class Agent:
             ``"openai:gpt-4o-mini"`` ...) or a LangChain chat model. ``None`` means ``"default"``.
         tools: tool names, Tool objects or functions; ``None`` means every tool that can run here.
         max_steps: model turns per question before the run stops with status ``"max_steps"``.
-        max_errors: consecutive unusable steps (unparseable replies, or steps whose calls all
-            failed) before the run stops with status ``"too_many_errors"``.
-        tool_timeout: seconds a tool may take before its call is reported to the model as timed out.
+        max_errors: after this many unusable steps in a row (unparseable replies, or steps whose
+            calls all failed) the run stops with status ``"too_many_errors"`` (1: at the first).
+        tool_timeout: seconds one step's tool calls may take, together (they run concurrently and
+            share one deadline), before the unfinished ones are reported to the model as timed out.
         image_policy: size limits and an optional allowed folder for image files
             (default: :meth:`ImagePolicy.from_env`).
     """
@@ -102,15 +104,17 @@ class Agent:
 
         if max_steps < 1:
             raise ConfigError(f"max_steps must be at least 1, got {max_steps}.")
-        if max_errors < 0:
-            raise ConfigError(f"max_errors must be 0 or more, got {max_errors}.")
+        if max_errors < 1:
+            raise ConfigError(f"max_errors must be at least 1, got {max_errors}.")
+        if tool_timeout is not None and not tool_timeout > 0:
+            raise ConfigError(f"tool_timeout must be a positive number of seconds, got {tool_timeout}.")
         self.llm: LLM = load_llm(llm)
         self.tools: list[Tool] = resolve_tools(tools, ready_only=tools is None)
         self._by_name = {t.name: t for t in self.tools}
         self.max_steps = max_steps
         self.max_errors = max_errors
         self.tool_timeout = tool_timeout
-        self.system_prompt = system_prompt or prompts.system_prompt(self.tools)
+        self.system_prompt = system_prompt or prompts.system_prompt(self.tools, thoughts=self.llm.writes_thoughts)
         self.image_policy = image_policy
 
     def load(self) -> dict[str, float]:
@@ -180,7 +184,8 @@ class Agent:
 
     def _run_calls(self, calls: Sequence[protocol.Call], session: Chat) -> list[CallRecord]:
         """Validate every call, answer repeats from the session's memory, run the rest (concurrently
-        when there are several), and remember what ran (timeouts excepted, so they may be retried)."""
+        when there are several, under one shared deadline), and remember what succeeded: a call
+        that failed or timed out is not remembered, so it can be retried once its cause is fixed."""
         records: list[CallRecord | None] = [None] * len(calls)
         todo: dict[str, tuple[int, Tool, dict[str, Any]]] = {}  # canonical call -> first index
         repeats: dict[int, str] = {}  # index -> canonical call of an identical call in this step
@@ -203,18 +208,20 @@ class Agent:
             ran[canonical] = self._execute(tool, bound, canonical, session.images)
         elif todo:
             pool = _executor()
+            started = time.monotonic()
             futures = {canonical: pool.submit(self._execute, tool, bound, canonical, session.images)
                        for canonical, (_, tool, bound) in todo.items()}
             for canonical, fut in futures.items():
                 i, tool, _ = todo[canonical]
+                left = None if self.tool_timeout is None else max(0.0, started + self.tool_timeout - time.monotonic())
                 try:
-                    ran[canonical] = fut.result(timeout=self.tool_timeout)
+                    ran[canonical] = fut.result(timeout=left)
                 except FutureTimeout:
                     records[i] = CallRecord(
                         tool=tool.name, call=canonical, args={}, error=True, seconds=float(self.tool_timeout or 0),
                         text=f"Error: {tool.name} timed out after {self.tool_timeout:g} s.",
                     )
-        session.memo.update(ran)
+        session.memo.update({canonical: r for canonical, r in ran.items() if not r.error})
         for canonical, record in ran.items():
             records[todo[canonical][0]] = record
         for i, canonical in repeats.items():
@@ -274,10 +281,18 @@ class Chat:
         agent = self.agent
         sources = [images] if isinstance(images, (str, bytes)) or not isinstance(images, Sequence) else list(images)
         before = len(self.images)
+        memo_before = dict(self.memo)
         handles = self.images.add_all(sources)  # validates all first; raises ImageError
         new = [h for h in dict.fromkeys(handles) if int(h.split("_")[1]) > before]
         started = time.perf_counter()
         turn_start = len(self.messages)
+
+        def roll_back() -> None:
+            """A turn that ends in an LLM error leaves the session as it was before the turn."""
+            del self.messages[turn_start:]
+            self.memo = memo_before
+            self.images.truncate(before)
+
         self.messages.append(Message("user", render.question_text(question, new, self.images)))
         steps: list[StepRecord] = []
         failures = 0
@@ -304,13 +319,15 @@ class Chat:
             try:
                 completion = agent.llm.complete(request)
             except LLMError as exc:
-                del self.messages[turn_start:]
                 status, message = "llm_error", str(exc)
-                raise exc.with_trace(trace()) from None
+                partial = trace()
+                roll_back()
+                raise exc.with_trace(partial) from None
             except Exception as exc:  # noqa: BLE001 - a backend bug still keeps the partial trace
-                del self.messages[turn_start:]
                 status, message = "llm_error", f"The LLM backend failed: {one_line(exc)}"
-                raise LLMError(message, trace=trace()) from exc
+                partial = trace()
+                roll_back()
+                raise LLMError(message, trace=partial) from exc
             llm_seconds = time.perf_counter() - t0
             text = utf8_text((completion.text or "")[:MAX_REPLY_CHARS])  # lone surrogates would break JSON
             cut = _SELF_OBSERVATION.search(text)
@@ -326,8 +343,12 @@ class Chat:
                     parsed = protocol.parse(text)
                 except protocol.ParseError as exc:
                     error = str(exc)
+            decided = completion.meta.get("decided")
             common = dict(index=index, llm_text=text, llm_seconds=llm_seconds, llm_wait_seconds=completion.wait_seconds,
-                          prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens)
+                          prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
+                          decided=decided if decided in ("after_thought", "without_thought", "forced") else None,
+                          choices=completion.meta.get("choices") if isinstance(completion.meta.get("choices"), int)
+                          else None)
             self.messages.append(Message("assistant", text, calls=completion.calls or ()))
             if parsed is None:
                 step = StepRecord(**common, error=error)
@@ -351,7 +372,7 @@ class Chat:
             steps.append(step)
             yield step
             failures = failures + 1 if error else 0
-            if failures > agent.max_errors:
+            if failures >= agent.max_errors:
                 status = "too_many_errors"
                 message = f"Stopped after {failures} unusable steps in a row (last problem: {error})."
                 break

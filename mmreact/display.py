@@ -13,10 +13,25 @@ def _indent(text: str, prefix: str = "    ", limit: int = 1200) -> str:
     return textwrap.indent(text, prefix)
 
 
+def decision_note(step: StepRecord) -> str | None:
+    """How the step was decided, when the trace must say it (see :attr:`StepRecord.decided`)."""
+    if step.decided == "forced":
+        return "forced: the grammar allowed only this step, so the engine wrote it without calling the model"
+    only = step.choices == 1
+    if step.decided == "without_thought":
+        return "decided without a thought" + ("; an answer was the only step allowed" if only else "")
+    if step.decided == "after_thought" and only:
+        return "the grammar allowed only this ending"
+    return None
+
+
 def step_text(step: StepRecord) -> str:
     lines = [f"Step {step.index}  (llm {step.llm_seconds * 1000:.0f} ms, tools {step.tool_seconds * 1000:.0f} ms"
              + (f", {step.prompt_tokens}+{step.completion_tokens} tokens" if step.prompt_tokens is not None else "")
              + ")"]
+    note = decision_note(step)
+    if note:
+        lines.append(f"  ({note})")
     if step.thought:
         lines.append(f"  Thought: {step.thought}")
     for c in step.calls:

@@ -185,7 +185,7 @@ def _from_path(path: Path, max_bytes: int, max_pixels: int) -> Image:
     return Image(pil=pil, sha256=_digest(pil), source=name)
 
 
-def _from_array(arr: Any) -> Image:
+def _from_array(arr: Any, max_pixels: int) -> Image:
     import numpy as np
     from PIL import Image as PILImageMod
 
@@ -194,6 +194,8 @@ def _from_array(arr: Any) -> Image:
         a = a[:, :, 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or 0 in a.shape:
         raise ImageError(f"A numpy image must be H x W, H x W x 3 or H x W x 4; got shape {a.shape}.")
+    if a.shape[0] * a.shape[1] > max_pixels:
+        raise ImageError(f"The numpy image is {a.shape[1]}x{a.shape[0]}, over the {max_pixels:,} pixel limit.")
     if a.dtype.kind == "f":
         if not np.isfinite(a).all():
             raise ImageError("A float numpy image contains NaN or infinite values.")
@@ -235,7 +237,7 @@ def load_image(source: ImageSource, *, policy: ImagePolicy | None = None, max_by
         pil = _normalise(source.copy())
         return Image(pil=pil, sha256=_digest(pil), source=f"<PIL {source.mode} {source.width}x{source.height}>")
     if hasattr(source, "__array__") or hasattr(source, "shape"):
-        return _from_array(source)
+        return _from_array(source, max_pixels)
     raise ImageError(
         f"Cannot use a {type(source).__name__} as an image; give a file path, a PIL.Image or a numpy array."
     )
@@ -271,6 +273,13 @@ class ImageTable:
 
     def get(self, handle: str) -> Image | None:
         return self._by_handle.get(handle)
+
+    def truncate(self, count: int) -> None:
+        """Forget every image after the first ``count`` (undo a turn that failed)."""
+        for handle in list(self._by_handle)[count:]:
+            image = self._by_handle.pop(handle)
+            if self._by_hash.get(image.sha256) == handle:
+                del self._by_hash[image.sha256]
 
     def __contains__(self, handle: object) -> bool:
         return handle in self._by_handle

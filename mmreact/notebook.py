@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any
 
-from .display import step_text
+from .display import decision_note, step_text
 from .images import ImageSource
 
 if TYPE_CHECKING:
@@ -117,6 +117,9 @@ def step_meta(step: StepRecord) -> str:
 def step_body(step: StepRecord) -> str:
     out = [f'<li class="mmr-step"><div class="mmr-head">Step {step.index} '
            f'<span class="mmr-meta">{_e(step_meta(step))}</span></div>']
+    note = decision_note(step)
+    if note:
+        out.append(f'<div class="mmr-meta">({_e(note)})</div>')
     if step.thought:
         out.append(f'<div class="mmr-thought">Thought: {_e(step.thought)}</div>')
     out.extend(call_body(c) for c in step.calls)

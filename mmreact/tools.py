@@ -157,6 +157,12 @@ class Tool:
     #: Part of the cache key: bump it (or include the model id) when outputs would change.
     cache_version: str = "1"
 
+    def cache_identity(self) -> str:
+        """What, besides the tool's name and the arguments, decides a cached result's validity:
+        ``cache_version`` here; experts add their weights, device and dtype, and function tools
+        a hash of their code (see :mod:`mmreact.cache`)."""
+        return self.cache_version
+
     def __init__(self) -> None:
         self._init_schema(type(self).name, type(self).description or (type(self).__doc__ or ""), self.run)
 
@@ -245,7 +251,7 @@ class Tool:
         from .cache import ResultCache, result_cache
 
         cache = result_cache()
-        key = ResultCache.key(self.name, self.cache_version, arguments)
+        key = ResultCache.key(self.name, self.cache_identity(), arguments)
         hit = cache.get(key)
         if hit is not None:
             return hit, True
@@ -317,6 +323,28 @@ class FunctionTool(Tool):
         self.cacheable = cacheable  # type: ignore[misc]
         self.__wrapped__ = fn
         self.__doc__ = fn.__doc__
+
+    def cache_identity(self) -> str:
+        """``cache_version`` plus a hash of the function's code: editing the function invalidates
+        its cached results (on disk too). Code it calls elsewhere is not covered: bump
+        ``cache_version`` when that changes."""
+        return f"{self.cache_version}|code:{code_hash(self._fn)}"
+
+
+def code_hash(fn: Callable[..., Any]) -> str:
+    """A hash of a function's source (or, without source, of its compiled code and constants),
+    its defaults and its qualified name."""
+    import hashlib
+    import marshal
+
+    try:
+        body = inspect.getsource(fn).encode()
+    except (OSError, TypeError):
+        code = getattr(fn, "__code__", None)
+        body = marshal.dumps(code) if code is not None else repr(fn).encode()
+    extra = repr((getattr(fn, "__module__", None), getattr(fn, "__qualname__", None), getattr(fn, "__defaults__", None),
+                  getattr(fn, "__kwdefaults__", None))).encode()
+    return hashlib.sha256(body + b"\0" + extra).hexdigest()[:16]
 
 
 @typing.overload

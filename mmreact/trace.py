@@ -51,6 +51,13 @@ class StepRecord(_Frozen):
     tool_seconds: float = 0.0
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    #: How the reply was decided when a grammar drove decoding (``None``: the model wrote freely):
+    #: ``"after_thought"`` (its thought came first, then its decision), ``"without_thought"``
+    #: (it wrote only its decision: no thought exists), ``"forced"`` (the grammar allowed exactly
+    #: one reply, which the engine wrote without calling the model).
+    decided: Literal["after_thought", "without_thought", "forced"] | None = None
+    #: How many different first steps (calls, or an answer) the grammar allowed (1: no choice).
+    choices: int | None = None
 
     def _repr_html_(self) -> str:
         from .notebook import step_html

@@ -185,7 +185,7 @@ def test_step_limit_ends_with_a_clear_result():
 def test_too_many_unusable_replies_stop_the_run():
     llm = ScriptedLLM(["nonsense"], repeat_last=True)
     result = Agent(llm, tools=[], max_errors=2, max_steps=20).run("q")
-    assert result.status == "too_many_errors" and len(result.trace.steps) == 3
+    assert result.status == "too_many_errors" and len(result.trace.steps) == 2
 
 
 def test_llm_failure_raises_with_partial_trace():

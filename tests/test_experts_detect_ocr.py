@@ -165,6 +165,27 @@ def test_detections_structure_and_counts(tuned_tool: DetectTool, astronaut) -> N
 
 
 @pytest.mark.slow
+def test_boxes_on_a_wide_image_are_ultralytics_own(tuned_tool: DetectTool, astronaut) -> None:
+    """On a non-square image (two astronauts side by side, 1024x512) every box equals ultralytics'
+    raw box: a clip with width and height swapped would cut the right half's boxes at x=512."""
+    wide = load_image(np.concatenate([astronaut.to_numpy(), astronaut.to_numpy()[:, ::-1]], axis=1))
+    assert wide.size == (1024, 512)
+    ours = sorted(o["box"] for o in tuned_tool.run(wide, min_confidence=0.1).artifact["objects"])
+    raw = sorted(tuned_tool.model.predict(wide.pil, conf=0.1, verbose=False)[0].boxes.xyxy.tolist())
+    assert len(ours) == len(raw) and any(b[2] > 600 for b in raw)  # boxes in the right half exist
+    for theirs, mine in zip(raw, ours):
+        assert mine == pytest.approx(theirs, abs=0.051)
+
+
+def test_clip_box_keeps_width_and_height_apart() -> None:
+    from mmreact.experts.base import clip_box
+
+    assert clip_box([-5, -5, 900, 700], width=800, height=300) == [0.0, 0.0, 800.0, 300.0]
+    assert clip_box([700, 250, 790, 290], width=800, height=300) == [700.0, 250.0, 790.0, 290.0]
+    assert clip_box([50, 20, 10, 5], width=800, height=300) == [10.0, 5.0, 50.0, 20.0]  # corners reordered
+
+
+@pytest.mark.slow
 def test_min_confidence_filters(tuned_tool: DetectTool, astronaut) -> None:
     def found(threshold: float) -> list[tuple]:
         obs = tuned_tool(astronaut, min_confidence=threshold)
@@ -415,6 +436,8 @@ def test_ocr_missing_language_weights(tmp_path: Path, monkeypatch: pytest.Monkey
     [
         # a receipt row: the word at the left margin, the amount at the right margin
         ([("7.75", [500, 102, 560, 128]), ("TOTAL", [40, 100, 130, 130])], ["TOTAL 7.75"]),
+        # the right-hand word sits slightly higher (its centre comes first top to bottom): still left to right
+        ([("TOTAL", [40, 106, 130, 136]), ("7.75", [500, 100, 560, 126])], ["TOTAL 7.75"]),
         # two rows, given bottom first; a slightly taller word still belongs to its row
         ([("world", [10, 60, 80, 90]), ("hello", [10, 10, 80, 40]), ("!", [90, 5, 100, 45])], ["hello !", "world"]),
         # number pieces that touch stay one number

@@ -169,7 +169,8 @@ def test_a_chat_session_survives_a_failed_turn() -> None:
         with pytest.raises(LLMError) as info:
             chat.ask("How big is it?", IMG)
         assert len(info.value.trace.steps) == 1
-        again = chat.ask("How big is it, then?")
+        assert chat.images.handles == []  # the failed turn's image went with it
+        again = chat.ask("How big is it, then?", IMG)
     assert again.answer == "6x4" and chat.images.handles == ["image_1"]
     assert again.trace.calls[0].text == "6x4"
     roles = [m["role"] for m in srv.requests[-1].body["messages"]]

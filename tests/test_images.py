@@ -94,6 +94,26 @@ def test_decompression_bomb_and_size_limits(tmp_path):
         load_image(bomb, max_bytes=100)
 
 
+@pytest.mark.parametrize("kind", ["pil", "numpy", "file"])
+def test_pixel_limit_applies_to_every_kind_of_input(tmp_path, monkeypatch, kind):
+    """In-memory images get the same pixel limit as files (explicit, from a policy, from the environment)."""
+    from mmreact.images import ImagePolicy
+
+    big = PILImage.new("RGB", (300, 200), (10, 20, 30))  # 60,000 pixels
+    source = {"pil": big, "numpy": np.asarray(big), "file": tmp_path / "big.png"}[kind]
+    if kind == "file":
+        big.save(source)
+    with pytest.raises(ImageError, match="pixel limit"):
+        load_image(source, max_pixels=59_999)
+    with pytest.raises(ImageError, match="pixel limit"):
+        load_image(source, policy=ImagePolicy(max_pixels=50_000))
+    monkeypatch.setenv("MMREACT_MAX_PIXELS", "1000")
+    with pytest.raises(ImageError, match="pixel limit"):
+        load_image(source)
+    monkeypatch.delenv("MMREACT_MAX_PIXELS")
+    assert load_image(source, max_pixels=60_000).size == (300, 200)
+
+
 def test_handle_table_dedupes_and_validates_all_first(tiny_png, tmp_path):
     table = ImageTable()
     assert table.add_all([tiny_png, np.zeros((2, 2, 3), dtype=np.uint8), str(tiny_png)]) == ["image_1", "image_2", "image_1"]

@@ -39,7 +39,7 @@ def probe(image: Image, n: int = 1) -> str:
 
 
 @given(st.lists(REPLIES, min_size=1, max_size=12), st.integers(min_value=1, max_value=6),
-       st.integers(min_value=0, max_value=3))
+       st.integers(min_value=1, max_value=3))
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_loop_never_crashes_and_respects_the_step_limit(replies, max_steps, max_errors):
     agent = Agent(ScriptedLLM(replies), tools=[probe], max_steps=max_steps, max_errors=max_errors)
@@ -94,7 +94,8 @@ def test_fifty_simultaneous_runs_have_no_crosstalk():
         return f"{image.width}x{image.height}"
 
     def one(i: int) -> tuple[str | None, str]:
-        llm = ScriptedLLM(["Action: size(image_1)", lambda req: "Final Answer: " + req.messages[-1].content])
+        llm = ScriptedLLM(["Action: size(image_1)",  # the answer echoes the observation's text
+                           lambda req: "Final Answer: " + req.messages[-1].content.splitlines()[1]])
         chat = Agent(llm, tools=[size]).chat()
         result = chat.ask("size?", [np.zeros((i + 1, 100 - i, 3), np.uint8)])
         return result.answer, f"{100 - i}x{i + 1}"
@@ -102,5 +103,5 @@ def test_fifty_simultaneous_runs_have_no_crosstalk():
     with ThreadPoolExecutor(50) as pool:
         results = list(pool.map(one, range(50)))
     for answer, expected in results:
-        assert answer is not None and f">\n{expected}\n<" in answer
+        assert answer == expected
     assert len(calls) == 50

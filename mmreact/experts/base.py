@@ -118,6 +118,24 @@ def missing_hf_message(model_id: str, what: str, option: str) -> str:
     )
 
 
+def weights_fingerprint(path: str | os.PathLike[str] | None) -> str:
+    """Size and modification time of a weights file, or of every file in a weights folder (links
+    followed, so a Hugging Face snapshot's blobs count): it changes whenever the files do."""
+    if path is None:
+        return "none"
+    import hashlib
+
+    p = Path(path)
+    try:
+        files = sorted(f for f in p.iterdir() if f.is_file()) if p.is_dir() else [p] if p.is_file() else []
+        parts = [f"{f.name}:{(st := f.stat()).st_size}:{st.st_mtime_ns}" for f in files]
+    except OSError:
+        return "unreadable"
+    if not parts:
+        return "absent"
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
 # -- observation text --------------------------------------------------------------------
 def size_line(width: int, height: int) -> str:
     return f"Image size: {width}x{height} pixels (boxes are [x1, y1, x2, y2], origin top-left)."
@@ -162,6 +180,44 @@ class ExpertTool(Tool):
     def device(self) -> str:
         return select_device(self.device_preference)
 
+    # -- what a cached result depends on --------------------------------------------------
+    def weights_path(self) -> str | None:
+        """The local file or folder of the weights this expert runs, or ``None`` when they cannot
+        be found here (subclasses resolve it the way their ``setup`` does)."""
+        return None
+
+    def dtype_name(self) -> str:
+        """The precision the model runs in on :attr:`device` (part of the cache key)."""
+        return str(select_dtype(self.device)).removeprefix("torch.")
+
+    _identity: str | None = None
+
+    def _current_identity(self) -> str:
+        path = self.weights_path()
+        return "|".join((self.cache_version, path or "unresolved", weights_fingerprint(path), self.device,
+                         self.dtype_name()))
+
+    def cache_identity(self) -> str:
+        """The result-cache identity: settings (``cache_version``: model id and options), the
+        resolved weights and a fingerprint of their files (:func:`weights_fingerprint`), the device
+        and the dtype. A retrained ``best.pt`` at the same path, another snapshot of a
+        checkpoint, a GPU instead of the CPU: each gets fresh results, on disk too.
+
+        Once the model is loaded, the identity is that of the weights it loaded (taken just before
+        loading), so results are always filed under the weights that produced them; a tool created
+        after the files changed loads them anew (the shared-model keys hold the fingerprint too)."""
+        return self._identity if self._identity is not None else self._current_identity()
+
+    def ensure_ready(self) -> None:
+        if self._ready:
+            return
+        with self._setup_lock:
+            if not self._ready:
+                identity = self._current_identity()
+                self.setup()
+                self._identity = identity
+                self._ready = True
+
     #: Images per batched forward in :meth:`run_batch`.
     batch_size: int = 8
 
@@ -188,7 +244,8 @@ class ExpertTool(Tool):
         bound = self.bind((), {**options, "image": "<image>"})
         del bound["image"]
         cache = result_cache()
-        keys = [ResultCache.key(self.name, self.cache_version, {"image": im, **bound}) for im in loaded]
+        identity = self.cache_identity()
+        keys = [ResultCache.key(self.name, identity, {"image": im, **bound}) for im in loaded]
         out: list[Any] = [cache.get(k) for k in keys]
         groups: dict[Any, list[int]] = {}
         for i, obs in enumerate(out):

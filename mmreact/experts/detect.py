@@ -36,7 +36,16 @@ from typing import Any
 from ..errors import ConfigError, WeightsMissingError
 from ..images import Image
 from ..observation import Observation
-from .base import ExpertTool, clip_box, downloads_allowed, fmt_box, limited, shared, size_line
+from .base import (
+    ExpertTool,
+    clip_box,
+    downloads_allowed,
+    fmt_box,
+    limited,
+    shared,
+    size_line,
+    weights_fingerprint,
+)
 
 MAX_OBJECT_LINES = 50
 MAX_BATCH = 32
@@ -216,9 +225,16 @@ class DetectTool(ExpertTool):
             return str(exc)
         return None
 
+    def weights_path(self) -> str | None:
+        try:
+            source = resolve_model(self.model_id)
+        except (WeightsMissingError, ConfigError):
+            return None
+        return source if Path(source).exists() else None
+
     def setup(self) -> None:
         source = resolve_model(self.model_id)
-        self._loaded = shared(("yolo", source, self.device), lambda: _load(source))
+        self._loaded = shared(("yolo", source, self.device, weights_fingerprint(source)), lambda: _load(source))
 
     @property
     def model(self) -> Any:

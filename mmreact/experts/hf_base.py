@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..errors import MMReactError, WeightsMissingError, one_line
-from .base import ExpertTool, downloads_allowed, require_hf_weights, select_dtype, shared
+from .base import (
+    ExpertTool,
+    downloads_allowed,
+    hf_local_path,
+    require_hf_weights,
+    select_dtype,
+    shared,
+    weights_fingerprint,
+)
 
 
 @dataclass
@@ -64,6 +72,9 @@ class HFExpertTool(ExpertTool):
             return str(exc)
         return None
 
+    def weights_path(self) -> str | None:
+        return hf_local_path(self.model_id)
+
     def setup(self) -> None:
         problem = stack_missing(self.name)
         if problem:
@@ -71,7 +82,7 @@ class HFExpertTool(ExpertTool):
         path = require_hf_weights(self.model_id, self.what, self._option)
         device = self.device
         dtype = select_dtype(device)
-        self._loaded = shared((type(self), self.model_id, device, str(dtype)),
+        self._loaded = shared((type(self), self.model_id, device, str(dtype), path, weights_fingerprint(path)),
                               lambda: self._load(path, device, dtype))
 
     @property

@@ -34,7 +34,16 @@ from typing import Any
 from ..errors import ConfigError, WeightsMissingError
 from ..images import Image
 from ..observation import Observation
-from .base import ExpertTool, clip_box, downloads_allowed, fmt_box, limited, shared, size_line
+from .base import (
+    ExpertTool,
+    clip_box,
+    downloads_allowed,
+    fmt_box,
+    limited,
+    shared,
+    size_line,
+    weights_fingerprint,
+)
 
 MAX_TEXT_LINES = 80
 #: Lines read with a lower confidence are marked "(unsure)". Numbers are not printed: a trailing
@@ -143,7 +152,7 @@ def missing_message(languages: Sequence[str], explicit: str | os.PathLike[str] |
 
 def reader_key(languages: Sequence[str], device: str, directory: Path | None) -> tuple[Any, ...]:
     """The key under which :func:`~mmreact.experts.base.shared` keeps the one Reader for these settings."""
-    return ("easyocr", tuple(languages), device, str(directory))
+    return ("easyocr", tuple(languages), device, str(directory), weights_fingerprint(directory))
 
 
 def _languages(given: Sequence[str] | str | None) -> list[str]:
@@ -264,6 +273,16 @@ class OCRTool(ExpertTool):
         except ConfigError as exc:
             return str(exc)
         return None
+
+    def weights_path(self) -> str | None:
+        try:
+            directory = find_model_dir(self.languages, self.model_dir)
+        except ConfigError:
+            return None
+        return str(directory) if directory is not None else None
+
+    def dtype_name(self) -> str:
+        return "easyocr"  # EasyOCR picks its own precision per device (the device is in the key)
 
     def setup(self) -> None:
         directory = find_model_dir(self.languages, self.model_dir)

@@ -82,6 +82,9 @@ class LLM(abc.ABC):
 
     #: Short description for traces, e.g. ``"scripted"`` or ``"gguf:SmolLM2-135M"``.
     name: str = "llm"
+    #: Whether agent steps start with a thought. Backends that decide without one (the embedded
+    #: default) set ``False``: the system prompt then shows the format without a thought.
+    writes_thoughts: bool = True
 
     @abc.abstractmethod
     def complete(self, request: LLMRequest) -> Completion:

@@ -41,11 +41,11 @@ from ..errors import ConfigError, LLMError, WeightsMissingError, one_line
 from .base import LLM, Completion, LLMRequest, chat_messages
 from .formats import TextFormat
 from .native import ExtraBufts
-from .grammar import Generated, StepGrammar, StepOptions, run_step, step_grammar
+from .grammar import EMBEDDED, FULL, Generated, StepGrammar, StepOptions, run_step, step_grammar
 
 DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: The embedded default: a 135M model answers best when it cannot wander (see grammar.py).
-DEFAULT_OPTIONS = StepOptions(max_calls_per_image=1)
+DEFAULT_OPTIONS = EMBEDDED
 _INSTALL = "pip install llama-cpp-python"
 
 
@@ -182,7 +182,8 @@ class GGUFLLM(LLM):
         n_threads: CPU threads (default: the cores this process may use, at most 8).
         constrained: draw every reply from the step grammar (see :mod:`mmreact.llms.grammar`).
         temperature: 0 is greedy.
-        options: knobs of the step language (thought/answer length, first-step policy...).
+        options: the step language's settings (default :data:`~mmreact.llms.grammar.FULL`: the whole
+            protocol; the embedded default uses :data:`~mmreact.llms.grammar.EMBEDDED`).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, n_ctx: int = 4096, n_threads: int | None = None,
@@ -197,7 +198,7 @@ class GGUFLLM(LLM):
         self.constrained = constrained
         self.temperature = temperature
         self.seed = seed
-        self.options = options or StepOptions()
+        self.options = options or FULL
         self.name = name or f"gguf:{self.path.stem}"
 
     @classmethod
@@ -206,6 +207,10 @@ class GGUFLLM(LLM):
         _require_llama_cpp()
         resolved = check_gguf(path)
         return _instance(("gguf", str(resolved)), lambda: cls(resolved))
+
+    @property
+    def writes_thoughts(self) -> bool:
+        return self.options.thought or not self.constrained
 
     # -- loading ---------------------------------------------------------------------------
     def _loaded(self) -> _Loaded:

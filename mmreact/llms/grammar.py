@@ -1,41 +1,49 @@
 """The step language for constrained decoding: one ReAct step the engine can always parse.
 
-A reply is exactly one of::
+A reply is one of::
 
-    Thought: <1-25 words, no newline>
-    Action: <one allowed call>
+    Thought: <the model's reasoning, one line>          (only with ``StepOptions.thought``)
+    Action: <an allowed call>
+    Action: <another allowed call>                     (up to ``max_calls`` lines)
 
-    Thought: <1-25 words, no newline>
-    Final Answer: <1-200 characters, no newline>
+    Thought: <the model's reasoning, one line>          (only with ``StepOptions.thought``)
+    Final Answer: <the answer>
 
-Decisions (they keep a 135M-parameter model on the rails, and bigger models lose nothing):
+A thought, when there is one, comes first and is written by the model before it decides, as in
+classic ReAct; the trace never shows a thought written after the decision or without it in view.
+Backends that decide without a thought (``thought=False``) write no thought at all, and the
+trace says so (:attr:`~mmreact.trace.StepRecord.decided`).
 
-* Allowed calls are enumerated from ``request.tools`` and ``request.handles``: image parameters
-  take only existing handles; required arguments are written positionally, exactly as
-  :meth:`Tool.canonical` writes them, so a call whose canonical text is in
-  ``request.done_calls`` is left out. When every call is done, only ``Final Answer`` remains.
-* Optional parameters are never offered (tools run with their defaults).
-* Required non-image parameters: ``Literal[...]``, ``bool`` and ``None`` values are enumerated
-  (so done calls are excluded); ``str`` (a single-quoted literal without quotes, backslashes or
-  newlines, at most 60 characters), ``int`` and ``float`` are free-form literals, and a tool with
-  such a parameter may repeat a done call (the engine answers repeats from memory). A tool with a
-  parameter of any other type (``list[...]``) is left out of the grammar. So is a tool whose
-  enumerated combinations pass :data:`MAX_COMBINATIONS`, which falls back to free-form
-  alternatives without the done-call exclusion.
-* One call per step: small models handle one call at a time best.
-* ``force_action``: while the current question has no observation yet (the last message is the
-  user's), a reply must be an Action if any call is allowed. A tiny model otherwise answers from
-  the question alone and invents the answer.
-* ``max_calls_per_image``: optionally, after that many observations per image in the current
-  question, only ``Final Answer`` is allowed (the embedded 135M default uses 1: a second
-  observation mostly makes it answer from the wrong one).
-* ``decide_first`` (two passes, see :func:`run_step`): the model first writes only
-  ``Action: <call>`` or ``Final Answer:``, then the thought and the chosen ending. Measured with
-  SmolLM2-135M: after a thought it nearly always took the first tool listed (``caption`` for
-  "what is the total on this receipt?"); deciding first it took ``ocr`` for receipts and signs
-  and ``caption`` for "what animal is this?".
+Settings (:class:`StepOptions`) belong to the backend, not to the language:
 
-The language is built once as a small expression tree and rendered twice, to GBNF (llama.cpp)
+* :data:`FULL` (every ``gguf:`` and ``hf:`` model unless told otherwise): the whole protocol, a
+  thought first (one line, up to 1,000 characters), up to four calls per step, optional
+  arguments, answers of up to 2,000 characters over several lines; the model may answer without
+  a tool. The bounds guarantee that every reply ends (the token budget grows to fit them).
+* :data:`EMBEDDED` (the embedded 135M default): the strict settings that keep a tiny model on
+  the rails: no thought (measured: after a thought SmolLM2-135M nearly always called the first
+  tool listed; deciding directly it picks by the question), one call per step without optional
+  arguments, a first step that must call a tool while one is allowed (it otherwise invents an
+  answer from the question alone), and after one observation per image only an answer (a second
+  observation mostly made it answer from the wrong one). Answers: one line, at most 200
+  characters.
+
+The language is built from ``request.tools`` and ``request.handles``:
+
+* Image parameters take only existing handles; required arguments are written positionally,
+  exactly as :meth:`Tool.canonical` writes them, so a call whose canonical text is in
+  ``request.done_calls`` is left out (only calls written without optional arguments can be left
+  out; the engine answers any other repeat from memory). When every call is done and nothing
+  else can be asked, only ``Final Answer`` remains.
+* Required non-image parameters: ``Literal[...]``, ``bool`` and ``None`` values are enumerated;
+  ``str`` (a single-quoted literal without quotes, backslashes or newlines, at most 60 characters),
+  ``int``, ``float``, unions and lists of those (up to 16 items) are free-form literals: every
+  type a tool may declare. A tool whose enumerated combinations pass :data:`MAX_COMBINATIONS`
+  falls back to free-form alternatives.
+* Optional arguments (with ``optional_args``) follow the required ones as ``name=value``, in the
+  order the tool declares them.
+
+It is built once per request as a small expression tree and rendered twice, to GBNF (llama.cpp)
 and to a regular expression for the ``regex`` module (whose ``partial=True`` matching drives the
 transformers logits processor), so both backends accept the same strings. Building is cached by
 (tools, handles, done calls, options).
@@ -54,7 +62,8 @@ from ..tools import Param, Tool
 from .base import LLMRequest, Message
 from .gbnf import Alt, Chars, Lit, Node, Rep, Seq, drop_prefix, max_chars, to_gbnf, to_regex
 
-__all__ = ["Generated", "Lit", "StepGrammar", "StepOptions", "describe", "run_step", "step_grammar"]
+__all__ = ["EMBEDDED", "FULL", "Generated", "Lit", "StepGrammar", "StepOptions", "describe", "run_step",
+           "step_grammar"]
 
 MAX_COMBINATIONS = 256
 _SPACE = " \t\r\n"
@@ -89,6 +98,14 @@ def _scalar_form(annotation: Any) -> _Form | None:
         return _Form(None, _FLOAT)
     if annotation is str:
         return _Form(None, _STR)
+    if get_origin(annotation) in (list, tuple):
+        inner = get_args(annotation)
+        item = _scalar_form(inner[0]) if inner and inner[0] is not Ellipsis else None
+        if item is None:
+            return None
+        value = Alt(tuple(Lit(_literal(v)) for v in item.values)) if item.values is not None else item.free
+        assert value is not None
+        return _Form(None, Seq((Lit("["), Rep(Seq((value, Rep(Seq((Lit(", "), value)), 0, 15))), 0, 1), Lit("]"))))
     if get_origin(annotation) in (Union, types.UnionType):
         forms = [_scalar_form(a) for a in get_args(annotation)]
         if any(f is None for f in forms):
@@ -115,24 +132,51 @@ def _param_form(p: Param, handles: tuple[str, ...]) -> _Form | None:
     return _scalar_form(p.annotation)
 
 
-def tool_calls(tool: Tool, handles: tuple[str, ...], done: frozenset[str]) -> Node | None:
+def _optional_tail(optional: Sequence[tuple[Param, _Form]], first: bool = False) -> Node | None:
+    """``, name=value`` for one or more optional parameters, in declared order (``None``: none);
+    with ``first``, the first one written has no leading comma (the call has no required argument)."""
+    def kv(p: Param, f: _Form, lead: str = ", ") -> Node:
+        value = Alt(tuple(Lit(_literal(v)) for v in f.values)) if f.values is not None else f.free
+        assert value is not None
+        return Seq((Lit(f"{lead}{p.name}="), value))
+
+    firsts: list[Node] = []
+    for i, (p, f) in enumerate(optional):
+        rest = [Rep(kv(q, g), 0, 1) for q, g in optional[i + 1:]]
+        firsts.append(Seq((kv(p, f, "" if first else ", "), *rest)))
+    return (firsts[0] if len(firsts) == 1 else Alt(tuple(firsts))) if firsts else None
+
+
+def tool_calls(tool: Tool, handles: tuple[str, ...], done: frozenset[str], optional_args: bool = False) -> Node | None:
     """The allowed calls of one tool, or ``None`` when it has none (or cannot be constrained)."""
     required = [p for p in tool.params if p.required]
     forms = [_param_form(p, handles) for p in required]
-    if any(f is None for f in forms):
+    if any(f is None for f in forms) or (tool.image_params and not handles):
         return None
+    optional: list[tuple[Param, _Form]] = []
+    if optional_args:
+        for p in tool.params:
+            form = None if p.required else _param_form(p, handles)
+            if form is not None and not (form.values is not None and not form.values):
+                optional.append((p, form))
+    tail = _optional_tail(optional, first=not required)
     defaults = {p.name: p.default for p in tool.params if not p.required}
     finite = [f for f in forms if f is not None and f.values is not None]
     count = 1
     for f in finite:
         count *= len(f.values or ())
+    options: list[Node] = []
     if len(finite) == len(forms) and count <= MAX_COMBINATIONS:
-        texts = []
-        for combo in itertools.product(*(f.values or () for f in forms if f is not None)):
+        combos = list(itertools.product(*(f.values or () for f in forms if f is not None)))
+        for combo in combos:
             text = tool.canonical({**defaults, **{p.name: v for p, v in zip(required, combo, strict=True)}})
             if text not in done:
-                texts.append(text)
-        return Alt(tuple(Lit(t) for t in texts)) if texts else None
+                options.append(Lit(text))
+        if tail is not None:  # the same calls with options: never "done" (the engine answers repeats)
+            for combo in combos:
+                plain = tool.canonical({**defaults, **{p.name: v for p, v in zip(required, combo, strict=True)}})
+                options.append(Seq((Lit(plain[:-1]), tail, Lit(")"))))
+        return Alt(tuple(options)) if options else None
     parts: list[Node] = [Lit(f"{tool.name}(")]
     for i, form in enumerate(forms):
         assert form is not None
@@ -145,6 +189,8 @@ def tool_calls(tool: Tool, handles: tuple[str, ...], done: frozenset[str]) -> No
         else:
             assert form.free is not None
             parts.append(form.free)
+    if tail is not None:
+        parts.append(Rep(tail, 0, 1))
     parts.append(Lit(")"))
     return Seq(tuple(parts))
 
@@ -152,28 +198,60 @@ def tool_calls(tool: Tool, handles: tuple[str, ...], done: frozenset[str]) -> No
 # -- the step language ---------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class StepOptions:
-    """Knobs of the step language and of constrained decoding (see the module docstring)."""
+    """Knobs of the step language (see the module docstring, :data:`FULL` and :data:`EMBEDDED`).
 
-    thought_words: int = 25
-    word_chars: int = 20
-    answer_chars: int = 200
-    force_action: bool = True
+    Args:
+        thought: the reply starts with ``Thought: ...`` (classic ReAct); ``False``: the model
+            writes only its decision, and no thought exists.
+        thought_chars: longest thought (``None``: no limit but the reply's token budget, which
+            can cut a reply short before its ending: keep a bound so every reply completes).
+        answer_chars: longest final answer (``None``: as for thoughts).
+        multiline_answer: whether the answer may hold line breaks.
+        max_calls: ``Action:`` lines per step (they run concurrently).
+        optional_args: whether calls may set optional arguments.
+        force_action: while the question has no observation yet, a reply must call a tool if any
+            call is allowed.
+        max_calls_per_image: after this many observations per image in the current question,
+            only ``Final Answer`` is allowed (``None``: no limit).
+    """
+
+    thought: bool = True
+    thought_chars: int | None = 1000
+    answer_chars: int | None = 2000
+    multiline_answer: bool = True
+    max_calls: int = 4
+    optional_args: bool = True
+    force_action: bool = False
     max_calls_per_image: int | None = None
-    decide_first: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("thought_chars", "answer_chars"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1 (or None), got {value}")
+        if self.max_calls < 1:
+            raise ValueError(f"max_calls must be at least 1, got {self.max_calls}")
 
 
-Mode = Literal["step", "decision", "thought"]
+#: Every local model unless told otherwise: the whole protocol.
+FULL = StepOptions()
+#: The embedded SmolLM2-135M default: the strict settings that keep a tiny model on the rails.
+EMBEDDED = StepOptions(thought=False, answer_chars=200, multiline_answer=False, max_calls=1,
+                       optional_args=False, force_action=True, max_calls_per_image=1)
+
+#: ``"step"``: a whole reply. ``"thought"``: only ``Thought: ...`` and its newline (the ending is
+#: settled and is appended as text). ``"answer"``: only the answer text after ``Final Answer:``.
+Mode = Literal["step", "thought", "answer"]
+FINAL = "Final Answer:"
 
 
 @dataclass(frozen=True)
 class StepGrammar:
     """One request's language, rendered to GBNF (llama.cpp) and to a regex (``regex`` module).
 
-    ``mode`` is ``"step"`` (a whole reply), ``"decision"`` (the first pass of
-    :func:`run_step`: ``Action: <call>`` or the bare marker ``Final Answer:``) or ``"thought"``
-    (just ``Thought: ...`` and its newline, when the ending is already fixed). ``prefill`` is
-    text a backend has already put at the start of the assistant message: the grammar then
-    matches only what follows it.
+    ``calls`` are the alternatives of one ``Action:`` line. ``prefill`` is text a backend has
+    already put at the start of the assistant message (``Thought:`` or ``Final Answer:``): the
+    grammar then matches only what follows it.
     """
 
     calls: tuple[Node, ...]
@@ -187,58 +265,85 @@ class StepGrammar:
         return bool(self.calls)
 
     @property
+    def choices(self) -> int:
+        """How many different first steps the language allows (each call alternative, the answer)."""
+        return len(self.calls) + (1 if self.allows_final else 0)
+
+    @property
     def fixed_tail(self) -> str | None:
-        """The ending when it is settled (one enumerated call, no answer), else ``None``."""
-        if len(self.calls) == 1 and isinstance(self.calls[0], Lit) and not self.allows_final:
+        """The ending when it is settled (one enumerated call, no answer, one call per step), else ``None``."""
+        if (len(self.calls) == 1 and isinstance(self.calls[0], Lit) and not self.allows_final
+                and self.options.max_calls == 1):
             return f"Action: {self.calls[0].text}"
         return None
+
+    @property
+    def forced_reply(self) -> str | None:
+        """The whole reply when the language holds exactly one (no thought, a settled call)."""
+        return self.fixed_tail if not self.options.thought else None
+
+    # -- the tree ------------------------------------------------------------------------------
+    def _answer(self) -> Node:
+        o = self.options
+        rest = Chars("\r\n", negate=True) if not o.multiline_answer else Chars("\x00", negate=True)
+        return Seq((_NONSPACE, Rep(rest, 0, None if o.answer_chars is None else o.answer_chars - 1)))
 
     @functools.cached_property
     def _rules(self) -> dict[str, Node]:
         o = self.options
         rules: dict[str, Node] = {}
-        if self.mode != "decision":
-            word = Rep(_NONSPACE, 1, o.word_chars)
-            rules["thought"] = Seq((Lit("Thought: "), word, Rep(Seq((Lit(" "), word)), 0, o.thought_words - 1),
-                                    Lit("\n")))
-        if self.mode == "thought":
+        if self.mode == "answer":
+            rules["answer"] = self._answer()
             return rules
+        if o.thought:
+            rest = Rep(Chars("\r\n", negate=True), 0, None if o.thought_chars is None else o.thought_chars - 1)
+            rules["thought"] = Seq((Lit("Thought: "), _NONSPACE, rest, Lit("\n")))
+        if self.mode == "thought":
+            if not o.thought:
+                raise ValueError("a thought-only language needs StepOptions(thought=True)")
+            return rules
+        if not self.calls and not self.allows_final:
+            raise ValueError("a step grammar needs an Action or a Final Answer")
         if self.calls:
             rules["call"] = Alt(self.calls)
         if self.allows_final:
-            rules["final"] = Lit("Final Answer:") if self.mode == "decision" else Seq(
-                (Lit("Final Answer: "), _NONSPACE, Rep(Chars("\r\n", negate=True), 0, o.answer_chars - 1)))
-        if not self.calls and not self.allows_final:
-            raise ValueError("a step grammar needs an Action or a Final Answer")
+            rules["answer"] = self._answer()
         return rules
 
     @functools.cached_property
     def _root(self) -> tuple[Node, str]:
         """The language as one tree, and the GBNF of its root rule (prefill dropped from both)."""
         rules = self._rules
+        if self.mode == "answer":
+            if self.prefill != FINAL:
+                raise ValueError(f"the answer-only language follows the prefill {FINAL!r}")
+            return Seq((Lit(" "), rules["answer"])), '" " answer'
         ends: list[Node] = []
         ends_gbnf: list[str] = []
-        if self.mode != "thought":
+        if self.mode == "step":
             if self.calls:
-                ends.append(Seq((Lit("Action: "), rules["call"])))
-                ends_gbnf.append('"Action: " call')
+                more = self.options.max_calls - 1
+                line = Seq((Lit("Action: "), rules["call"]))
+                ends.append(Seq((line, Rep(Seq((Lit("\n"), line)), 0, more))) if more else line)
+                ends_gbnf.append('"Action: " call' + (f' ("\\nAction: " call){{0,{more}}}' if more else ""))
             if self.allows_final:
-                ends.append(rules["final"])
-                ends_gbnf.append("final")
+                ends.append(Seq((Lit(FINAL + " "), rules["answer"])))
+                ends_gbnf.append(f'"{FINAL} " answer')
         ending: list[Node] = [ends[0] if len(ends) == 1 else Alt(tuple(ends))] if ends else []
         head: list[Node] = [rules["thought"]] if "thought" in rules else []
         tree = drop_prefix(Seq((*head, *ending)), self.prefill)
-        root_gbnf = " ".join((["thought"] if head else []) + (["(" + " | ".join(ends_gbnf) + ")"] if ends else []))
-        return tree, root_gbnf
+        root = " ".join((["thought"] if head else []) + (["(" + " | ".join(ends_gbnf) + ")"] if ends else []))
+        if self.prefill and not head:
+            raise ValueError("only a language that starts with a thought can be prefilled")
+        return tree, root
 
     @functools.cached_property
     def gbnf(self) -> str:
         rules = dict(self._rules)
-        if "thought" in rules:
+        root = self._root[1]
+        if "thought" in rules and self.prefill:
             rules["thought"] = drop_prefix(rules["thought"], self.prefill)
-        elif self.prefill:
-            raise ValueError("only a language that starts with a thought can be prefilled")
-        lines = [f"root ::= {self._root[1]}"] + [f"{n} ::= {to_gbnf(node)}" for n, node in rules.items()]
+        lines = [f"root ::= {root}"] + [f"{n} ::= {to_gbnf(node)}" for n, node in rules.items()]
         return "\n".join(lines) + "\n"
 
     @functools.cached_property
@@ -246,7 +351,7 @@ class StepGrammar:
         return to_regex(self._root[0])
 
     @functools.cached_property
-    def max_chars(self) -> int:
+    def max_chars(self) -> int | None:
         return max_chars(self._root[0])
 
     @functools.cached_property
@@ -263,35 +368,18 @@ class StepGrammar:
         """Whether ``text`` can still be completed into a reply of the language."""
         return self.compiled.fullmatch(text, partial=True) is not None
 
-    # -- the two-pass mode -------------------------------------------------------------------
-    def decision(self) -> StepGrammar | None:
-        """The decision language, or ``None`` when there is nothing to decide."""
-        if self.mode != "step" or self.fixed_tail is not None or (not self.calls and self.allows_final):
-            return None
-        return replace(self, mode="decision", prefill="")
-
+    # -- deciding without a thought ---------------------------------------------------------------
     def resolve(self, text: str) -> str | None:
-        """In the decision language: the one choice ``text`` already commits to, else ``None``."""
-        if self.mode != "decision" or not text:
+        """For a language without a thought and one call per step: the one whole reply ``text``
+        already commits to (a settled call), else ``None`` (more to write, or still open)."""
+        if self.options.thought or self.options.max_calls != 1 or self.mode != "step" or not text:
             return None
-        if self.accepts(text):
-            return text
         if not all(isinstance(c, Lit) for c in self.calls):
             return None
-        choices = [f"Action: {c.text}" for c in self.calls if isinstance(c, Lit)]
-        choices += ["Final Answer:"] if self.allows_final else []
-        hits = [c for c in choices if c.startswith(text)]
+        if self.allows_final and FINAL.startswith(text[: len(FINAL)]) or text.startswith(FINAL):
+            return None
+        hits = [f"Action: {c.text}" for c in self.calls if isinstance(c, Lit) and f"Action: {c.text}".startswith(text)]
         return hits[0] if len(hits) == 1 else None
-
-    def choose(self, decided: str) -> StepGrammar:
-        """The whole-reply language with its ending fixed to what the decision pass wrote."""
-        text = decided.strip()
-        if self.allows_final and text.startswith("Final Answer"):
-            return replace(self, calls=(), mode="step")
-        call = text.removeprefix("Action:").strip()
-        if not self.calls or not call:
-            return replace(self, mode="step")
-        return replace(self, calls=(Lit(call),), allows_final=False, mode="step")
 
 
 def _turn_state(messages: Sequence[Message]) -> tuple[bool, int]:
@@ -306,7 +394,7 @@ def _turn_state(messages: Sequence[Message]) -> tuple[bool, int]:
     return fresh, observations
 
 
-def step_grammar(request: LLMRequest, options: StepOptions = StepOptions()) -> StepGrammar:
+def step_grammar(request: LLMRequest, options: StepOptions = FULL) -> StepGrammar:
     """The grammar for one request (cached by tools, handles, done calls and options)."""
     fresh, observations = _turn_state(request.messages)
     cap = options.max_calls_per_image
@@ -322,7 +410,7 @@ def _build(tools: tuple[Tool, ...], handles: tuple[str, ...], done: frozenset[st
     calls: list[Node] = []
     if not only_final:
         for t in tools:
-            node = tool_calls(t, handles, done)
+            node = tool_calls(t, handles, done, options.optional_args)
             if node is not None:
                 calls.extend(node.options if isinstance(node, Alt) else (node,))
     return StepGrammar(tuple(calls), allows_final=not (force and calls), options=options)
@@ -346,31 +434,56 @@ PREFILL = "Thought:"
 
 def run_step(grammar: StepGrammar, generate: Generate, *, on_text: Callable[[str], None] | None = None,
              prefill: bool = True) -> tuple[Generated, dict[str, Any]]:
-    """Drive one constrained step; returns the whole reply text and token counts.
+    """Drive one constrained step; returns the whole reply text, token counts and how it was decided.
 
-    1. With ``options.decide_first`` and a real choice to make, a *decision* pass writes only
-       ``Action: <call>`` or ``Final Answer:`` and stops as soon as the choice is unambiguous
-       (a tiny model picks tools far better from the question itself than after a thought it
-       half-copied from the prompt).
-    2. The reply pass writes the thought and, for an answer, the answer. When the ending is a
-       settled call, decoding stops at the thought's newline and the ``Action:`` line is
-       appended as text: forced tokens cost a forward pass each and carry no choice.
-    3. With ``prefill``, ``Thought:`` goes into the prompt as the start of the assistant
-       message instead of being decoded (forced, it comes out as odd one-letter tokens).
+    ``meta["decided"]`` says what happened (it becomes :attr:`StepRecord.decided`):
 
-    ``on_text`` receives the reply as it is written (prefill and appended line included).
-    Token counts: the prompt once, the completion tokens of both passes.
+    * ``"forced"``: the language held exactly one reply (no thought, a settled call); the engine
+      wrote it and the model was not called.
+    * ``"without_thought"``: the model wrote only its decision (and, for an answer, the answer).
+      When the only allowed ending is an answer, ``Final Answer:`` is prefilled (written by the
+      engine) and the model writes the answer after it. When the model's first tokens already
+      settle which call it makes, decoding stops and the rest of that call is appended as text
+      (forced tokens cost a forward pass each and carry no choice).
+    * ``"after_thought"``: classic ReAct in one pass: the model's thought, then its decision with
+      the thought in view. ``Thought:`` is prefilled (with ``prefill``); when the ending is
+      settled, decoding stops at the thought's newline and the ``Action:`` line is appended.
+
+    ``meta["choices"]`` is how many different first steps the language allowed (1: no choice).
+    ``on_text`` receives the reply as it is written (prefills and appended text included).
     """
-    meta: dict[str, Any] = {}
-    spent = 0
-    decision = grammar.decision() if grammar.options.decide_first else None
-    if decision is not None:
-        first = generate(decision, decision.resolve, False)
-        spent = first.completion_tokens or 0
-        choice = decision.resolve(first.text)
-        meta["decision"] = choice or first.text
-        if choice is not None:
-            grammar = grammar.choose(choice)
+    meta: dict[str, Any] = {"choices": grammar.choices}
+    forced = grammar.forced_reply
+    if forced is not None:
+        meta["decided"] = "forced"
+        if on_text is not None:
+            on_text(forced)
+        return Generated(forced, None, 0), meta
+    if not grammar.options.thought:
+        meta["decided"] = "without_thought"
+        if prefill and not grammar.calls and grammar.allows_final:
+            reply = replace(grammar, mode="answer", prefill=FINAL)
+            if on_text is not None:
+                on_text(FINAL)
+            out = generate(reply, None, True)
+            return Generated(FINAL + out.text, out.prompt_tokens, out.completion_tokens), meta
+        settled: dict[str, str] = {}
+
+        def stop_when(text: str) -> bool:
+            hit = grammar.resolve(text)
+            if hit is not None:
+                settled["reply"] = hit
+            return hit is not None
+
+        out = generate(grammar, stop_when, True)
+        text = out.text
+        if "reply" in settled and settled["reply"].startswith(text) and len(settled["reply"]) > len(text):
+            rest = settled["reply"][len(text):]
+            if on_text is not None:
+                on_text(rest)
+            text = settled["reply"]
+        return Generated(text, out.prompt_tokens, out.completion_tokens), meta
+    meta["decided"] = "after_thought"
     tail = grammar.fixed_tail
     reply = replace(grammar, mode="thought") if tail else grammar
     if prefill:
@@ -380,11 +493,11 @@ def run_step(grammar: StepGrammar, generate: Generate, *, on_text: Callable[[str
     out = generate(reply, (lambda t: t.endswith("\n")) if tail else None, True)
     text = reply.prefill + out.text
     if tail:
-        text = (text if text.endswith("\n") else text + "\n") + tail
+        appended = ("" if text.endswith("\n") else "\n") + tail
         if on_text is not None:
-            on_text(tail)
-    total = None if out.completion_tokens is None else out.completion_tokens + spent
-    return Generated(text, out.prompt_tokens, total), meta
+            on_text(appended)
+        text += appended
+    return Generated(text, out.prompt_tokens, out.completion_tokens), meta
 
 
 def describe(node: Node) -> str:

@@ -36,7 +36,7 @@ from typing import Any
 from ..errors import ConfigError, LLMError, WeightsMissingError, one_line
 from .base import LLM, Completion, LLMRequest, chat_messages
 from .formats import TextFormat
-from .grammar import Generated, StepGrammar, StepOptions, run_step, step_grammar
+from .grammar import FULL, Generated, StepGrammar, StepOptions, run_step, step_grammar
 
 _INSTALL = "pip install transformers torch"
 _instances: dict[str, HFLLM] = {}
@@ -217,7 +217,7 @@ class HFLLM(LLM):
         self.device_preference = device
         self.constrained = constrained
         self.temperature = temperature
-        self.options = options or StepOptions()
+        self.options = options or FULL
         self.name = name or f"hf:{Path(model).name or model}"
 
     @classmethod
@@ -228,6 +228,10 @@ class HFLLM(LLM):
             if llm is None:
                 llm = _instances[model] = cls(model)
             return llm
+
+    @property
+    def writes_thoughts(self) -> bool:
+        return self.options.thought or not self.constrained
 
     def _loaded(self) -> _Loaded:
         from ..experts.base import select_device, shared
