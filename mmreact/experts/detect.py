@@ -42,6 +42,7 @@ from ..images import Image
 from ..observation import Observation
 from ..weights import FileToFetch, Plan, Weights
 from ..weights.files import is_url, remote_size, url_file_name, whole_zip
+from ..weights.policy import is_connection_error, unreachable
 from .base import ExpertTool, clip_box, fmt_box, limited, shared, size_line
 
 MAX_OBJECT_LINES = 50
@@ -234,7 +235,9 @@ class YoloWeights(Weights):
         try:
             size = None if cached else remote_size(url)
         except Exception as exc:  # noqa: BLE001 - every failure becomes one sentence
-            raise WeightsMissingError(f"Could not reach {url} for the {self.what} ({one_line(exc, 200)}).") from None
+            if is_connection_error(exc):
+                raise WeightsMissingError(unreachable(url, self.what)) from None
+            raise WeightsMissingError(f"Could not size the {self.what} at {url} ({one_line(exc, 200)}).") from None
         return Plan(source=url, destination=str(target.parent), files=(FileToFetch(self.name, size, cached),))
 
     def _fetch(self, plan: Plan, progress: bool) -> str:

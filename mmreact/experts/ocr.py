@@ -39,7 +39,7 @@ from ..images import Image
 from ..observation import Observation
 from ..weights import FileToFetch, Plan, Weights
 from ..weights.files import remote_size
-from ..weights.policy import host_of
+from ..weights.policy import host_of, is_connection_error, unreachable
 from .base import ExpertTool, clip_box, fmt_box, limited, shared, size_line
 
 MAX_TEXT_LINES = 80
@@ -205,8 +205,10 @@ class EasyOCRWeights(Weights):
             try:
                 size = None if cached else remote_size(urls[name])
             except Exception as exc:  # noqa: BLE001 - every failure becomes one sentence
+                if is_connection_error(exc):
+                    raise WeightsMissingError(unreachable(urls[name], self.what)) from None
                 raise WeightsMissingError(
-                    f"Could not reach {urls[name]} for the {self.what} ({one_line(exc, 200)}).") from None
+                    f"Could not size the {self.what} at {urls[name]} ({one_line(exc, 200)}).") from None
             files.append(FileToFetch(name, size, cached))
         return Plan(source=host_of(self.source_url()), destination=str(target), files=tuple(files))
 
@@ -225,6 +227,7 @@ class EasyOCRWeights(Weights):
                     download_and_unzip(urls[f.name], f.name, str(target), verbose=progress)
             except Exception as exc:  # noqa: BLE001 - every failure becomes one sentence
                 (target / f.name).unlink(missing_ok=True)
+                (target / "temp.zip").unlink(missing_ok=True)  # EasyOCR's download name
                 raise WeightsMissingError(f"Downloading {f.name} from {urls[f.name]} failed ({one_line(exc, 200)}); "
                                           f"run `{self.pull}` again.") from None
         return str(target)

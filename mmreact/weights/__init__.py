@@ -73,7 +73,9 @@ class Plan:
         """``3 of 6 files, 1.9 GB to download`` or ``nothing to download (6 files here)``."""
         if not self.to_fetch:
             return f"nothing to download ({len(self.files)} file{'s' if len(self.files) != 1 else ''} here)"
-        return f"{len(self.to_fetch)} of {len(self.files)} files, {human_size(self.fetch_bytes)} to download"
+        count = len(self.to_fetch)
+        files = f"{count} file{'s' if count != 1 else ''}" if count == len(self.files) else f"{count} of {len(self.files)} files"
+        return f"{files}, {human_size(self.fetch_bytes)} to download"
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..errors import WeightsMissingError, one_line
-from . import FileToFetch, Plan, Weights
+from . import FileToFetch, Plan, Weights, policy
 
 EXPERT_NEEDS = ("config", "weights", "processor", "tokenizer")
 LLM_NEEDS = ("config", "weights", "tokenizer")
@@ -340,5 +340,7 @@ class HubWeights(Weights):
                     "with `hf auth login`.")
         if isinstance(exc, OfflineModeIsEnabled):
             return f"The hub client is in offline mode (HF_HUB_OFFLINE), so the {self.what} cannot be fetched."
+        if policy.is_connection_error(exc):
+            return policy.unreachable(where, self.what)
         return f"Fetching the {self.what} from {where} failed ({one_line(exc, 200)}); run `{self.pull}` again."
 

@@ -128,6 +128,29 @@ def may_download(url: str) -> bool:
     return mode == "on" or reachable(url)
 
 
+_CONNECTION_ERRORS = ("ConnectError", "ConnectTimeout", "ConnectionError", "ConnectionRefusedError",
+                      "NameResolutionError", "gaierror", "OfflineModeIsEnabled")
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the host could not be reached at all."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if any(type(current).__name__ == name for name in _CONNECTION_ERRORS):
+            return True
+        reason = getattr(current, "reason", None)  # urllib's URLError wraps the socket error here
+        if isinstance(reason, BaseException) and is_connection_error(reason):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def unreachable(url: str, what: str) -> str:
+    return f"{host_of(url)} cannot be reached from here, so the {what} cannot be downloaded."
+
+
 def forget_probes() -> None:
     """Forget every probe result (the next check probes again)."""
     with _probe_lock:

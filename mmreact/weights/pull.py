@@ -102,9 +102,6 @@ def _pull_one(target: Target, dry_run: bool, out: Callable[[str], None]) -> None
     if local is not None and not isinstance(weights, HubWeights):  # only the hub can have a newer copy
         out(f"{target.name}: ready: {local}")
         return
-    if not policy.reachable(weights.source_url()):
-        raise MMReactError(f"{policy.host_of(weights.source_url())} cannot be reached from here, so the "
-                           f"{weights.what} cannot be downloaded.")
     plan = weights.plan()
     out(f"{target.name}: {weights.what}: {plan.summary()} ({plan.source})")
     if dry_run:
