@@ -361,7 +361,7 @@ def test_gguf_and_hf_spec_errors(tmp_path, tiny_png):
         load_llm(f"hf:{tmp_path / 'nope'}")
     with pytest.raises(ConfigError, match="no config.json"):
         load_llm(f"hf:{tmp_path}")
-    with pytest.raises(WeightsMissingError, match="MMREACT_ALLOW_DOWNLOAD"):
+    with pytest.raises(WeightsMissingError, match=r"mmreact pull --llm hf:nobody/not-a-cached-model"):
         load_llm("hf:nobody/not-a-cached-model")
 
 

@@ -23,7 +23,7 @@ from mmreact.experts.ocr import OCRTool
 from mmreact.experts.tags import TagsTool
 from mmreact.registry import resolve_tools
 from mmreact.weights import Plan, human_size, policy
-from mmreact.weights.hub import EXPERT_NEEDS, HubWeights, missing_parts, safetensors_whole, select_files
+from mmreact.weights.hub import EXPERT_NEEDS, missing_parts, safetensors_whole, select_files
 from mmreact.weights.pull import pull_targets, run_pull
 
 ASTRONAUT = Path(__import__("skimage").__file__).parent / "data" / "astronaut.png"

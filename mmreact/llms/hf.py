@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, LLMError, WeightsMissingError, one_line
+from ..errors import ConfigError, LLMError, one_line
 from .base import LLM, Completion, LLMRequest, chat_messages
 from .formats import TextFormat
 from .grammar import Generated, StepGrammar, StepOptions, run_step, step_grammar
@@ -169,7 +169,8 @@ def _locate(spec: str) -> tuple[str, str | None]:
         if not p.is_file():
             raise ConfigError(f"No GGUF model file at {p}.")
         return str(p.parent.resolve()), p.name
-    weights = HubWeights(spec, needs=LLM_NEEDS, what="language model", option="hf:DIR",
+    weights = HubWeights(spec, needs=LLM_NEEDS, what="language model",
+                         alternative=", or give hf:DIR with a saved copy",
                          pull=f"mmreact pull --llm hf:{spec}")
     local = weights.resolved()
     if local is not None:

@@ -230,16 +230,18 @@ class HubWeights(Weights):
         what: ``"BLIP captioning"``: messages say "the BLIP captioning weights 'id'".
         option: how to name another copy (``MMREACT_CAPTION_MODEL``), for messages.
         pull: the command that fetches them (``mmreact pull caption``).
+        alternative: replaces ``", or point {option} at a local copy"`` in messages.
     """
 
     def __init__(self, model_id: str, *, needs: Sequence[str] = BASIC_NEEDS, what: str = "model",
-                 option: str = "", pull: str | None = None) -> None:
+                 option: str = "", pull: str | None = None, alternative: str | None = None) -> None:
         self.model_id = model_id.strip()
         self.needs = tuple(needs)
         self.kind = what
         self.what = f"{what} weights '{self.model_id}'"
         self.pull = pull or f"hf download {self.model_id}"
-        self.alternative = f", or point {option} at a local copy" if option else ""
+        self.alternative = alternative if alternative is not None else (
+            f", or point {option} at a local copy" if option else "")
 
     @property
     def is_path(self) -> bool:

@@ -60,7 +60,8 @@ def llm_weights(spec: str) -> Weights:
     if not text.startswith("hf:") or not text[3:].strip():
         raise ConfigError(f"--llm takes hf:MODEL_ID (a transformers model on the Hugging Face hub), not '{text}'.")
     model = text[3:].strip()
-    weights = HubWeights(model, needs=LLM_NEEDS, what="language model", option="hf:DIR",
+    weights = HubWeights(model, needs=LLM_NEEDS, what="language model",
+                         alternative=", or give hf:DIR with a saved copy",
                          pull=f"mmreact pull --llm hf:{model}")
     if weights.is_path:
         raise ConfigError(f"hf:{model} is a folder on this machine, not a hub id: there is nothing to pull.")
