@@ -139,7 +139,9 @@ class ExpertTool(Tool):
     """Base for the built-in experts: cached results keyed by model id and arguments.
 
     Subclasses set ``name``, ``description``, ``default_model``, ``env_var`` (the variable that
-    names another checkpoint) and implement ``run`` / ``setup`` / ``check``.
+    names another checkpoint) and implement ``run`` and ``setup`` (which loads from
+    :meth:`ensure_weights`), plus :meth:`weights` (where the weights come from) and
+    :meth:`stack_problem` (a missing package); :meth:`check` follows from those two.
     """
 
     cacheable = True
