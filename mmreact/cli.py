@@ -1,4 +1,5 @@
-"""The command line: ``mmreact ask``, ``mmreact tools``, ``mmreact pull``, ``mmreact experts``, ``mmreact eval``.
+"""The command line: ``mmreact ask``, ``mmreact tools``, ``mmreact pull``, ``mmreact experts``, ``mmreact eval``,
+``mmreact doctor``.
 
 User mistakes (missing file, not an image, unknown tool or LLM spec, unreadable script) print one
 line on stderr and exit with status 2, never a traceback. A run that ends without an answer
@@ -256,7 +257,30 @@ def eval_(
         typer.echo("(no plot: install matplotlib for accuracy_latency.png)", err=True)
 
 
+@app.command()
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole report as JSON.")] = False,
+) -> None:
+    """Check this machine: CPU and llama.cpp build, the settings mmreact chose, torch, the embedded
+    LLM (decoded in a child process) and each tool. Exits with 1 when the embedded LLM fails."""
+    from .doctor import gather, lines
+
+    report = gather()
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        for line in lines(report):
+            typer.echo(line)
+    if not report["default_llm"].get("ok"):
+        raise typer.Exit(1)
+
+
 def main() -> None:
+    import faulthandler
+
+    # A crash inside a native library (llama.cpp, torch) then prints the Python stack that led to
+    # it on stderr, instead of only "Segmentation fault".
+    faulthandler.enable()
     try:
         app()
     except KeyboardInterrupt:

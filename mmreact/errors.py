@@ -61,3 +61,7 @@ def one_line(exc: BaseException, limit: int = 500) -> str:
         text = f"{exc.__class__.__name__}: {text}"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
+
+
+class NativeCrashError(ConfigError):
+    """A native model library (llama.cpp) crashed in a check run before it could crash mmreact's process."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 # Set before anything imports huggingface_hub / transformers / ultralytics.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -11,6 +12,8 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.pop("MMREACT_ALLOW_DOWNLOAD", None)
 os.environ.pop("OPENAI_API_KEY", None)
 os.environ.pop("OPENAI_BASE_URL", None)
+# mmreact's own per-user state (the llama.cpp pre-decode check) goes to a folder of this run.
+os.environ["MMREACT_STATE_DIR"] = tempfile.mkdtemp(prefix="mmreact-state-")
 
 import pytest  # noqa: E402
 

@@ -52,13 +52,17 @@ def missing_server_extras() -> list[str]:
 
 @contextlib.contextmanager
 def llama_server(model: Path, *, alias: str = "smollm2", n_ctx: int = 4096, wait: float = 60.0) -> Iterator[str]:
-    """Run ``python -m llama_cpp.server`` on a free loopback port; yield its ``/v1`` base URL.
+    """Run llama-cpp-python's server on a free loopback port; yield its ``/v1`` base URL.
+
+    Started through ``python -m mmreact.llms.llama_server`` (the same server, with mmreact's
+    llama.cpp settings for this CPU: on a CPU with AMX, plain ``llama_cpp.server`` segfaults on
+    SmolLM2's first token).
 
     One thread: on a shared 2-core CI machine llama.cpp's spinning worker threads slow down by
     10x or more when other processes compete, while one thread stays at full speed.
     """
     port = free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", alias,
+    cmd = [sys.executable, "-m", "mmreact.llms.llama_server", "--model", str(model), "--model_alias", alias,
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
            "--n_threads", "1", "--n_threads_batch", "1", "--verbose", "False"]
     log = tempfile.TemporaryFile()  # not a pipe: a full pipe would block the server

@@ -16,6 +16,9 @@ Decisions:
   and control-token strings inside messages can be defused. A file without a template goes
   through ``create_chat_completion`` (llama-cpp-python's guessed format), without prefill.
 * Greedy decoding (``temperature=0``) by default: steps are reproducible.
+* Models load through :func:`mmreact.llms.native.llama`, which turns llama.cpp's extra buffer
+  types off on CPUs with AMX (there llama.cpp's AMX weight repacking segfaults at the first
+  token); see :mod:`mmreact.llms.native`.
 * A ``llama_cpp.Llama`` loads lazily, once per process per (path, n_ctx, n_threads), through
   :func:`mmreact.experts.base.shared`; llama.cpp contexts are not thread-safe, so each loaded
   model has a lock and calls on it run one at a time. llama.cpp keeps the longest shared prompt
@@ -37,6 +40,7 @@ from typing import Any
 from ..errors import ConfigError, LLMError, WeightsMissingError, one_line
 from .base import LLM, Completion, LLMRequest, chat_messages
 from .formats import TextFormat
+from .native import ExtraBufts
 from .grammar import Generated, StepGrammar, StepOptions, run_step, step_grammar
 
 DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -124,14 +128,13 @@ def _template(llama: Any) -> tuple[Any, tuple[str, ...]]:
     return formatter, tuple(sorted((c for c in controls if len(c) > 1), key=len, reverse=True))
 
 
-def _load(path: Path, n_ctx: int, n_threads: int) -> _Loaded:
-    import time
-
-    from llama_cpp import Llama
+def _load(path: Path, n_ctx: int, n_threads: int, decision: ExtraBufts) -> _Loaded:
+    from . import native
 
     t0 = time.perf_counter()
+    native.check_decode(path, decision)  # a crash in a child process becomes one sentence, not ours
     try:
-        llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, seed=0, verbose=False)
+        llama = native.llama(str(path), n_ctx, n_threads, decision=decision)
     except (ValueError, RuntimeError, OSError) as exc:
         raise ConfigError(f"llama.cpp could not load {path.name} ({one_line(exc)}).") from None
     import atexit
@@ -208,8 +211,11 @@ class GGUFLLM(LLM):
     def _loaded(self) -> _Loaded:
         from ..experts.base import shared
 
-        return shared(("gguf", str(self.path), self.n_ctx, self.n_threads),
-                      lambda: _load(self.path, self.n_ctx, self.n_threads))
+        from .native import extra_bufts
+
+        decision = extra_bufts()
+        return shared(("gguf", str(self.path), self.n_ctx, self.n_threads, decision.enabled),
+                      lambda: _load(self.path, self.n_ctx, self.n_threads, decision))
 
     def load(self) -> None:
         self._loaded()
