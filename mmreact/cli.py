@@ -1,4 +1,5 @@
-"""The command line: ``mmreact ask``, ``mmreact tools``, ``mmreact experts``, ``mmreact eval``, ``mmreact doctor``.
+"""The command line: ``mmreact ask``, ``mmreact tools``, ``mmreact pull``, ``mmreact experts``, ``mmreact eval``,
+``mmreact doctor``.
 
 User mistakes (missing file, not an image, unknown tool or LLM spec, unreadable script) print one
 line on stderr and exit with status 2, never a traceback. A run that ends without an answer
@@ -117,39 +118,38 @@ def ask(
 @app.command("tools")
 def list_tools(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Every detail of every tool.")] = False,
 ) -> None:
     """List every available tool and plug-in, and whether it can run on this machine."""
-    from .registry import discover, plugin_failures
+    from .registry import plugin_failures
+    from .tool_status import render, tool_rows
 
-    rows = []
-    for name, info in discover().items():
-        try:
-            problem = info.tool.check()
-        except Exception as exc:  # noqa: BLE001 - a broken check is itself a status
-            problem = f"check failed: {exc}"
-        rows.append({"name": name, "origin": info.origin, "ready": problem is None, "missing": problem,
-                     "usage": info.tool.usage(), "description": info.tool.description})
+    rows = tool_rows()
     failures = [{"entry_point": f.entry_point, "distribution": f.distribution, "error": f.error}
                 for f in plugin_failures()]
     if as_json:
         typer.echo(json.dumps({"tools": rows, "failed_plugins": failures}, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
+    render(rows, failures, verbose=verbose)
 
-    table = Table(show_lines=False)
-    for col in ("tool", "ready", "from", "description"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        ready = "yes" if r["ready"] else f"no: {r['missing']}"
-        # Text, not markup: "[x1, y1, x2, y2]" in a description or message would vanish as a style tag
-        table.add_row(*(Text(str(cell)) for cell in (r["usage"], ready, r["origin"], r["description"])))
-    console = Console(highlight=False)
-    console.print(table)
-    for f in failures:
-        console.print(f"plug-in failed to load and was skipped: {f['entry_point']} ({f['distribution']}): {f['error']}",
-                      markup=False)
+
+@app.command()
+def pull(
+    experts: Annotated[Optional[list[str]], typer.Argument(
+        metavar="[EXPERT]...", help="Experts whose weights to fetch (default: every built-in expert).")] = None,
+    llm: Annotated[Optional[str], typer.Option("--llm", help="Fetch a transformers LLM instead: hf:MODEL_ID.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be downloaded, and its size.")] = False,
+) -> None:
+    """Download expert weights (or an hf: LLM) into the standard caches; sizes are shown first."""
+    from .weights.pull import pull_targets, run_pull
+
+    try:
+        code = run_pull(pull_targets(experts, llm), dry_run=dry_run, out=typer.echo,
+                        err=lambda m: typer.echo(m, err=True))
+    except MMReactError as exc:
+        _fail(str(exc))
+        return
+    raise typer.Exit(code)
 
 
 @app.command()

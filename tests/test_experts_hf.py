@@ -155,7 +155,7 @@ def test_missing_weights_are_one_sentence(name, monkeypatch):
     tool = TOOLS[name](model=missing)
     message = tool.check()
     assert message is not None and missing in message and "\n" not in message
-    assert tool.env_var in message and "hf download" in message
+    assert tool.env_var in message and f"mmreact pull {name}" in message
     with pytest.raises(WeightsMissingError) as info:
         tool(CHELSEA)
     assert str(info.value) == message

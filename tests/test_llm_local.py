@@ -21,7 +21,7 @@ import pytest
 from mmreact import Agent, ConfigError, Image, WeightsMissingError, tool
 from mmreact.llms import load_llm
 from mmreact.llms.base import LLMRequest, Message
-from mmreact.llms.grammar import EMBEDDED, Lit, StepGrammar, StepOptions, describe, step_grammar
+from mmreact.llms.grammar import EMBEDDED, Lit, StepGrammar, StepOptions, step_grammar
 from mmreact.prompts import system_prompt
 from mmreact.protocol import parse
 
@@ -434,7 +434,7 @@ def test_gguf_and_hf_spec_errors(tmp_path, tiny_png):
         load_llm(f"hf:{tmp_path / 'nope'}")
     with pytest.raises(ConfigError, match="no config.json"):
         load_llm(f"hf:{tmp_path}")
-    with pytest.raises(WeightsMissingError, match="MMREACT_ALLOW_DOWNLOAD"):
+    with pytest.raises(WeightsMissingError, match=r"mmreact pull --llm hf:nobody/not-a-cached-model"):
         load_llm("hf:nobody/not-a-cached-model")
 
 

@@ -233,7 +233,11 @@ def test_a_cacheable_function_tools_key_changes_with_its_code():
 
 
 def _weights(path: Path, payload: bytes) -> None:
-    path.write_bytes(payload)
+    """A stand-in .pt file: torch checkpoints are zip archives (mmreact checks that they are whole)."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("archive/data.pkl", payload)
 
 
 def test_expert_identity_follows_weights_file_device_and_dtype(tmp_path, monkeypatch):
@@ -252,15 +256,16 @@ def test_expert_identity_follows_weights_file_device_and_dtype(tmp_path, monkeyp
         model=str(weights), device="cpu").cache_identity()
 
 
+@pytest.mark.slow
 def test_hf_expert_identity_follows_its_snapshot(tmp_path):
+    from tiny_models import build_blip
+
     from mmreact.experts.caption import CaptionTool
 
-    folder = tmp_path / "blip"
-    folder.mkdir()
-    (folder / "config.json").write_text("{}")
-    (folder / "model.safetensors").write_bytes(b"weights one")
+    folder = build_blip(tmp_path / "blip", seed=0)
     first = CaptionTool(model=str(folder), device="cpu").cache_identity()
-    (folder / "model.safetensors").write_bytes(b"weights two, longer")
+    assert str(folder) in first and "unresolved" not in first
+    build_blip(folder, seed=1, hidden=48)  # retrained in place
     assert CaptionTool(model=str(folder), device="cpu").cache_identity() != first
     assert "unresolved" in CaptionTool(model=str(tmp_path / "nowhere"), device="cpu").cache_identity()
 

@@ -4,8 +4,10 @@ and the text formatting every observation uses.
 Box convention (everywhere in mmreact): pixel ``[x1, y1, x2, y2]`` on the original image, origin
 top-left, x to the right, y down, rounded to whole pixels in observation text.
 
-Offline first: weights are looked up locally (a path, or the Hugging Face cache) and never
-downloaded unless ``MMREACT_ALLOW_DOWNLOAD=1`` is set.
+Weights on demand (see :mod:`mmreact.weights`): each expert names its weights source
+(:meth:`ExpertTool.weights`); complete weights on this machine are used as they are, missing ones
+download on first use when their host can be reached (unless ``MMREACT_ALLOW_DOWNLOAD=0``), and
+nothing opens a socket under ``MMREACT_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import WeightsMissingError
 from ..tools import Tool
+
+if TYPE_CHECKING:
+    from ..weights import Status, Weights
 
 T = TypeVar("T")
 
@@ -31,7 +35,12 @@ _load_lock = threading.RLock()
 
 
 def downloads_allowed() -> bool:
-    return os.environ.get("MMREACT_ALLOW_DOWNLOAD", "").lower() in ("1", "true", "yes")
+    """Whether weights missing here may be fetched from the Hugging Face hub on first use, now
+    (no offline switch, ``MMREACT_ALLOW_DOWNLOAD`` not ``0``, and the hub answers the probe)."""
+    from ..weights import policy
+    from ..weights.hub import endpoint
+
+    return policy.may_download(endpoint())
 
 
 def select_device(preference: str | None = None) -> str:
@@ -77,31 +86,17 @@ def loaded_models() -> list[Any]:
     return list(_models)
 
 
-def hf_local_path(model_id: str) -> str | None:
-    """A local directory for ``model_id`` (a path, or a complete Hugging Face cache snapshot), else None."""
-    p = Path(model_id).expanduser()
-    if p.is_dir() and (p / "config.json").is_file():
-        return str(p)
-    if p.is_absolute() or model_id.startswith((".", "~")):
-        return None
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return None
-    try:
-        found = try_to_load_from_cache(model_id, "config.json")
-    except Exception:  # noqa: BLE001 - malformed ids are simply not cached
-        return None
-    if isinstance(found, str) and os.path.isfile(found):
-        return str(Path(found).parent)
-    return None
+def hf_local_path(model_id: str, needs: Sequence[str] = ("config", "weights")) -> str | None:
+    """The local folder of ``model_id`` (a folder, or a cached hub snapshot) when it is complete
+    (``needs``: see :mod:`mmreact.weights.hub`), else None. Never touches the network."""
+    from ..weights.hub import HubWeights
+
+    return HubWeights(model_id, needs=needs).resolved()
 
 
 def require_hf_weights(model_id: str, what: str, option: str) -> str:
-    """The local directory of ``model_id`` or, when downloads are allowed, the id itself.
-
-    Raises :class:`WeightsMissingError` with one sentence saying how to provide the weights.
-    """
+    """The complete local folder of ``model_id`` or, when it may download now, the id itself
+    (transformers then fetches it). Raises :class:`WeightsMissingError` in one sentence."""
     local = hf_local_path(model_id)
     if local is not None:
         return local
@@ -111,11 +106,10 @@ def require_hf_weights(model_id: str, what: str, option: str) -> str:
 
 
 def missing_hf_message(model_id: str, what: str, option: str) -> str:
-    return (
-        f"The {what} weights '{model_id}' are not on this machine: run "
-        f"`hf download {model_id}` (or set MMREACT_ALLOW_DOWNLOAD=1), "
-        f"or point {option} at a local copy."
-    )
+    """One sentence: the weights are not here (or are incomplete), and how to get them."""
+    from ..weights.hub import HubWeights
+
+    return HubWeights(model_id, what=what, option=option).missing_sentence()
 
 
 def weights_fingerprint(path: str | os.PathLike[str] | None) -> str:
@@ -124,6 +118,7 @@ def weights_fingerprint(path: str | os.PathLike[str] | None) -> str:
     if path is None:
         return "none"
     import hashlib
+    from pathlib import Path
 
     p = Path(path)
     try:
@@ -163,7 +158,9 @@ class ExpertTool(Tool):
     """Base for the built-in experts: cached results keyed by model id and arguments.
 
     Subclasses set ``name``, ``description``, ``default_model``, ``env_var`` (the variable that
-    names another checkpoint) and implement ``run`` / ``setup`` / ``check``.
+    names another checkpoint) and implement ``run`` and ``setup`` (which loads from
+    :meth:`ensure_weights`), plus :meth:`weights` (where the weights come from) and
+    :meth:`stack_problem` (a missing package); :meth:`check` follows from those two.
     """
 
     cacheable = True
@@ -180,11 +177,53 @@ class ExpertTool(Tool):
     def device(self) -> str:
         return select_device(self.device_preference)
 
+    # -- weights ------------------------------------------------------------------------
+    def weights(self) -> Weights | None:
+        """Where this expert's weights come from (subclasses return their source; None: none needed)."""
+        return None
+
+    def resolved_weights(self) -> str | None:
+        """The local path of the complete weights this expert would load now, else None.
+
+        Never touches the network; a partial download is not complete.
+        """
+        source = self.weights()
+        return source.resolved() if source is not None else None
+
+    def stack_problem(self) -> str | None:
+        """One sentence when a package this expert needs is not installed, else None."""
+        return None
+
+    def weights_status(self) -> Status:
+        """The state of the weights here (ready, download on first use, offline...), with its sentence."""
+        from ..weights import Status
+
+        problem = self.stack_problem()
+        if problem:
+            return Status("unavailable", message=problem)
+        source = self.weights()
+        return source.status() if source is not None else Status("ready")
+
+    def check(self) -> str | None:
+        """None when the expert can run here (its weights are here, or download on first use)."""
+        status = self.weights_status()
+        return None if status.offered else status.message
+
+    def ensure_weights(self) -> str | None:
+        """The local weights path, downloading the weights first when they may be (first use)."""
+        problem = self.stack_problem()
+        if problem:
+            from ..errors import MMReactError
+
+            raise MMReactError(problem)
+        source = self.weights()
+        return source.ensure() if source is not None else None
+
     # -- what a cached result depends on --------------------------------------------------
     def weights_path(self) -> str | None:
-        """The local file or folder of the weights this expert runs, or ``None`` when they cannot
-        be found here (subclasses resolve it the way their ``setup`` does)."""
-        return None
+        """The local file or folder of the weights this expert runs (:meth:`resolved_weights`), or
+        ``None`` when they are not here."""
+        return self.resolved_weights()
 
     def dtype_name(self) -> str:
         """The precision the model runs in on :attr:`device` (part of the cache key)."""

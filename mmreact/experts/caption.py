@@ -1,8 +1,9 @@
 """Whole-image captioning with BLIP (``BlipForConditionalGeneration`` + ``BlipProcessor``).
 
 Default checkpoint ``Salesforce/blip-image-captioning-large``; ``CaptionTool(model=...)`` or
-``MMREACT_CAPTION_MODEL`` name another id or a local directory. Weights are looked up locally
-and never downloaded unless ``MMREACT_ALLOW_DOWNLOAD=1``.
+``MMREACT_CAPTION_MODEL`` name another id or a local directory. Weights come from that folder or
+the hub's cache, and are fetched from the hub on first use when it can be reached (see
+:mod:`mmreact.weights`).
 
 Decisions:
 - Unconditional captioning (no text prompt), greedy decoding, at most 30 new tokens: the

@@ -1,14 +1,17 @@
 """Object detection with ultralytics YOLO: labelled boxes plus per-label counts.
 
 Decisions:
-- Offline first. ultralytics downloads a missing ``.pt`` file on its own; mmreact never lets it:
-  the weights path is resolved here (an explicit path, else the file name looked up in the current
-  directory, ``MMREACT_WEIGHTS_DIR`` and ultralytics' ``weights_dir`` setting) and a missing file
-  raises :class:`~mmreact.errors.WeightsMissingError` before ultralytics is touched.
-  ``MMREACT_ALLOW_DOWNLOAD=1`` hands a bare official name (``yolo11n.pt``) to ultralytics to fetch.
-  A ``.yaml`` model config (``yolo11n.yaml`` or a path) builds a randomly initialised model offline.
-- ``YOLO_OFFLINE=1`` is set (unless already set, or downloads are allowed) before ultralytics is
-  imported: otherwise its import probes DNS and its telemetry may phone home.
+- Weights on demand, through ultralytics' own downloader. The weights path is resolved here (an
+  explicit path, else the file name looked up in the current directory, ``MMREACT_WEIGHTS_DIR`` and
+  ultralytics' ``weights_dir`` setting). A missing official file (``yolo11n.pt``) or a URL
+  (``MMREACT_DETECT_MODEL=https://.../best.pt``) is fetched by :class:`YoloWeights` with
+  ``ultralytics.utils.downloads.safe_download`` (which publishes the file only once its size is
+  right) into ``MMREACT_WEIGHTS_DIR`` or ultralytics' ``weights_dir``, on first use when the host
+  answers (see :mod:`mmreact.weights`) or with ``mmreact pull detect``. ultralytics itself is never
+  left to download. A ``.yaml`` model config (``yolo11n.yaml`` or a path) builds a randomly
+  initialised model offline.
+- ``YOLO_OFFLINE=1`` is set (unless already set) before ultralytics is imported: otherwise its
+  import probes DNS and its telemetry may phone home.
 - Images go to ultralytics as PIL images: it reads numpy arrays as BGR (OpenCV order) but converts
   PIL input itself, so mmreact's RGB pixels arrive in the right order.
 - A YOLO model object is not thread-safe (ultralytics' own guidance), so one model is shared per
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import threading
 from collections import Counter
@@ -33,19 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, WeightsMissingError
+from ..errors import ConfigError, WeightsMissingError, one_line
 from ..images import Image
 from ..observation import Observation
-from .base import (
-    ExpertTool,
-    clip_box,
-    downloads_allowed,
-    fmt_box,
-    limited,
-    shared,
-    size_line,
-    weights_fingerprint,
-)
+from ..weights import FileToFetch, Plan, Weights
+from ..weights.files import is_url, remote_size, url_file_name, whole_zip
+from ..weights.policy import is_connection_error, unreachable
+from .base import ExpertTool, clip_box, fmt_box, limited, shared, size_line, weights_fingerprint
 
 MAX_OBJECT_LINES = 50
 MAX_BATCH = 32
@@ -102,14 +100,24 @@ def _builtin_config(name: str) -> bool:
     return any(True for n in {name, unified} for _ in root.rglob(n))
 
 
-def resolve_model(model_id: str) -> str:
-    """The local path (or built-in config name) ultralytics should load for ``model_id``.
+def _weights_name(text: str) -> str | None:
+    """The file name a bare name or URL stands for (``yolo11n`` -> ``yolo11n.pt``), else None (a path)."""
+    if is_url(text):
+        return url_file_name(text) or None
+    path = Path(text)
+    if path.name != text:
+        return None
+    return path.name if path.suffix else f"{path.name}.pt"  # like ultralytics: yolo11n -> yolo11n.pt
 
-    Raises :class:`WeightsMissingError` (weights) or :class:`ConfigError` (a config) in one sentence.
+
+def find_model(model_id: str) -> str | None:
+    """The local path (or built-in config name) ultralytics should load for ``model_id``, else None.
+
+    Raises :class:`ConfigError` for a model config that does not exist. Never downloads.
     """
     text = model_id.strip()
     path = Path(text).expanduser()
-    if path.suffix.lower() in _CONFIG_SUFFIXES:
+    if path.suffix.lower() in _CONFIG_SUFFIXES and not is_url(text):
         if path.is_file():
             return str(path.resolve())
         if path.name == text and _builtin_config(text):
@@ -118,41 +126,142 @@ def resolve_model(model_id: str) -> str:
             f"No YOLO model config '{text}': give the path of a .yaml file or an ultralytics config name "
             "such as yolo11n.yaml."
         )
-    if path.exists():
+    if not is_url(text) and path.exists():
         return str(path.resolve())
-    bare = path.name == text
-    if bare and not path.suffix:
-        path = path.with_suffix(".pt")  # like ultralytics: yolo11n -> yolo11n.pt
-    if bare:
+    name = _weights_name(text)
+    if name is not None:
         for directory in weights_dirs():
-            candidate = directory / path.name
+            candidate = directory / name
             if candidate.exists():
                 return str(candidate.resolve())
-        if downloads_allowed():
-            return path.name
-    raise WeightsMissingError(missing_weights_message(text))
+    return None
+
+
+def resolve_model(model_id: str) -> str:
+    """Like :func:`find_model`, but raises :class:`WeightsMissingError` in one sentence when absent."""
+    found = find_model(model_id)
+    if found is None:
+        raise WeightsMissingError(missing_weights_message(model_id.strip()))
+    return found
 
 
 def missing_weights_message(model_id: str) -> str:
-    path = Path(model_id).expanduser()
-    if path.name != model_id:
+    if _weights_name(model_id) is None:
         return (
             f"The YOLO weights file {model_id} does not exist: fix the path given as model= or "
             "MMREACT_DETECT_MODEL, or use a .yaml config for a randomly initialised model."
         )
-    name = path.name if path.suffix else f"{path.name}.pt"
-    places = ", ".join(str(d) for d in weights_dirs())
-    extra = "" if os.environ.get("MMREACT_WEIGHTS_DIR") else " or a directory named by MMREACT_WEIGHTS_DIR"
-    return (
-        f"The YOLO weights '{name}' are not on this machine: download {name} from "
-        f"https://github.com/ultralytics/assets/releases into one of {places}{extra}, "
-        "or set MMREACT_ALLOW_DOWNLOAD=1 to let ultralytics fetch it."
-    )
+    return YoloWeights(model_id)._missing()
+
+
+#: ultralytics' published weight names (the exact list is checked against ultralytics when fetching)
+_OFFICIAL = re.compile(r"(yolo[\w.-]*|rtdetr-\w+|sam[\w.]*_\w+|FastSAM-\w+|mobile_sam)\.pt")
+
+
+def _release_url(name: str) -> str:
+    """ultralytics' download URL for an official weights file (its own release tag and asset list)."""
+    import inspect
+
+    _prepare_env()
+    with keep_torch_threads():
+        from ultralytics.utils import downloads
+
+    if name not in downloads.GITHUB_ASSETS_NAMES:
+        raise WeightsMissingError(
+            f"ultralytics publishes no weights file named '{name}': give a path or a URL in MMREACT_DETECT_MODEL.")
+    release = inspect.signature(downloads.attempt_download_asset).parameters["release"].default
+    return f"https://github.com/{downloads.GITHUB_ASSETS_REPO}/releases/download/{release}/{name}"
+
+
+def download_dir() -> Path:
+    """Where fetched YOLO weights go: ``MMREACT_WEIGHTS_DIR``, else ultralytics' ``weights_dir``."""
+    if env_dir := os.environ.get("MMREACT_WEIGHTS_DIR"):
+        return Path(env_dir).expanduser()
+    _prepare_env()
+    with keep_torch_threads():
+        from ultralytics.utils import SETTINGS
+
+    return Path(SETTINGS["weights_dir"])
+
+
+class YoloWeights(Weights):
+    """A YOLO ``.pt`` file: found locally, or fetched with ultralytics' own downloader."""
+
+    pull = "mmreact pull detect"
+
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id.strip()
+        self.name = _weights_name(self.model_id) or self.model_id
+        self.what = f"YOLO weights '{self.name}'"
+        places = ", ".join(str(d) for d in weights_dirs())
+        extra = "" if os.environ.get("MMREACT_WEIGHTS_DIR") else " or a folder named by MMREACT_WEIGHTS_DIR"
+        self.alternative = f", or put {self.name} into one of {places}{extra}"
+
+    def resolved(self) -> str | None:
+        try:
+            path = find_model(self.model_id)
+        except ConfigError:
+            return None
+        if path is not None and path.lower().endswith(".pt") and not whole_zip(Path(path)):
+            return None
+        return path
+
+    def problem(self) -> str | None:
+        try:
+            path = find_model(self.model_id)
+        except ConfigError as exc:
+            return str(exc)
+        if path is None:
+            if _weights_name(self.model_id) is None:
+                return missing_weights_message(self.model_id)  # a path that does not exist
+            if not is_url(self.model_id) and not _OFFICIAL.fullmatch(self.name):
+                return (f"The YOLO weights '{self.name}' are not on this machine and ultralytics publishes no file "
+                        f"of that name: give a path or a URL in MMREACT_DETECT_MODEL{self.alternative}.")
+            return None
+        if path.lower().endswith(".pt") and Path(path).is_file() and not whole_zip(Path(path)):
+            return f"The YOLO weights file {path} is incomplete (not a whole .pt file): delete it and run `{self.pull}`."
+        return None
+
+    def source_url(self) -> str:
+        return self.model_id if is_url(self.model_id) else "https://github.com/ultralytics/assets/releases"
+
+    def url(self) -> str:
+        return self.model_id if is_url(self.model_id) else _release_url(self.name)
+
+    def plan(self) -> Plan:
+        url = self.url()
+        target = download_dir() / self.name
+        cached = target.is_file() and whole_zip(target)
+        try:
+            size = None if cached else remote_size(url)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes one sentence
+            if is_connection_error(exc):
+                raise WeightsMissingError(unreachable(url, self.what)) from None
+            raise WeightsMissingError(f"Could not size the {self.what} at {url} ({one_line(exc, 200)}).") from None
+        return Plan(source=url, destination=str(target.parent), files=(FileToFetch(self.name, size, cached),))
+
+    def _fetch(self, plan: Plan, progress: bool) -> str:
+        target = Path(plan.destination) / self.name
+        if not plan.to_fetch:
+            return str(target.resolve())
+        _prepare_env()
+        with keep_torch_threads():
+            from ultralytics.utils.downloads import safe_download
+
+        try:
+            safe_download(url=plan.source, file=target, unzip=False, min_bytes=1e5, progress=progress, retry=1)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes one sentence
+            raise WeightsMissingError(
+                f"Downloading the {self.what} from {plan.source} failed ({one_line(exc, 200)}); "
+                f"run `{self.pull}` again.") from None
+        if not whole_zip(target):
+            target.unlink(missing_ok=True)
+            raise WeightsMissingError(f"{plan.source} did not give a whole YOLO .pt file; nothing was kept.")
+        return str(target.resolve())
 
 
 def _prepare_env() -> None:
-    if not downloads_allowed():
-        os.environ.setdefault("YOLO_OFFLINE", "1")  # read once, when ultralytics is first imported
+    os.environ.setdefault("YOLO_OFFLINE", "1")  # read once, when ultralytics is first imported
 
 
 @contextmanager
@@ -214,26 +323,20 @@ class DetectTool(ExpertTool):
         self._loaded: _Loaded | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
-    def check(self) -> str | None:
+    def weights(self) -> YoloWeights:
+        return YoloWeights(self.model_id)
+
+    def stack_problem(self) -> str | None:
         import importlib.util
 
         if importlib.util.find_spec("ultralytics") is None:
             return "detect needs ultralytics: pip install 'mmreact[vision]'."
-        try:
-            resolve_model(self.model_id)
-        except (WeightsMissingError, ConfigError) as exc:
-            return str(exc)
         return None
 
-    def weights_path(self) -> str | None:
-        try:
-            source = resolve_model(self.model_id)
-        except (WeightsMissingError, ConfigError):
-            return None
-        return source if Path(source).exists() else None
-
     def setup(self) -> None:
-        source = resolve_model(self.model_id)
+        find_model(self.model_id)  # a model config that does not exist raises ConfigError
+        source = self.ensure_weights()
+        assert source is not None
         self._loaded = shared(("yolo", source, self.device, weights_fingerprint(source)), lambda: _load(source))
 
     @property

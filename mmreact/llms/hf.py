@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, LLMError, WeightsMissingError, one_line
+from ..errors import ConfigError, LLMError, one_line
 from .base import LLM, Completion, LLMRequest, chat_messages
 from .formats import TextFormat
 from .grammar import FULL, Generated, StepGrammar, StepOptions, run_step, step_grammar
@@ -160,23 +160,26 @@ class _Loaded:
 
 
 def _locate(spec: str) -> tuple[str, str | None]:
-    """(directory or model id, GGUF file name or None); raises when it is not on this machine."""
-    from ..experts.base import downloads_allowed, hf_local_path, missing_hf_message
+    """(complete local directory, GGUF file name or None). A hub id missing here is fetched when it
+    may be (see :mod:`mmreact.weights`); otherwise this raises in one sentence."""
+    from ..weights.hub import LLM_NEEDS, HubWeights, missing_parts
 
     p = Path(spec).expanduser()
     if p.suffix.lower() == ".gguf":
         if not p.is_file():
             raise ConfigError(f"No GGUF model file at {p}.")
         return str(p.parent.resolve()), p.name
-    local = hf_local_path(spec)
+    weights = HubWeights(spec, needs=LLM_NEEDS, what="language model",
+                         alternative=", or give hf:DIR with a saved copy",
+                         pull=f"mmreact pull --llm hf:{spec}")
+    local = weights.resolved()
     if local is not None:
         return local, None
     if p.is_absolute() or spec.startswith((".", "~")) or p.exists():
-        what = "has no config.json" if p.is_dir() else "does not exist"
+        what = ("does not exist" if not p.exists() else "has no config.json" if not (p / "config.json").is_file()
+                else f"is incomplete ({missing_parts(p, LLM_NEEDS)})")
         raise ConfigError(f"The model directory {p} {what}; give a saved transformers model directory.")
-    if downloads_allowed():
-        return spec, None
-    raise WeightsMissingError(missing_hf_message(spec, "language model", "hf:DIR"))
+    return weights.ensure(), None
 
 
 def _load(where: str, gguf_file: str | None, device: str) -> _Loaded:
