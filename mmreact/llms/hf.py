@@ -2,8 +2,10 @@
 
 Decisions:
 
-* Local files only: a directory, a Hugging Face cache snapshot, or ``DIR/file.gguf`` (transformers
-  dequantises GGUF weights; needs ``gguf``). Downloads happen only with ``MMREACT_ALLOW_DOWNLOAD=1``.
+* Weights: a directory, a complete Hugging Face cache snapshot, or ``DIR/file.gguf``
+  (transformers dequantises GGUF weights; needs ``gguf``); a hub id that is not here is fetched on
+  first use when the machine is online, as the experts' weights are (see :mod:`mmreact.weights`;
+  ``mmreact pull --llm hf:ID`` fetches it ahead).
 * GPU in bf16 (fp16 where bf16 is missing) when CUDA is present, else CPU fp32; one model per
   process per (path, device), shared across threads; calls on one model run one at a time.
 * The prompt comes from the tokenizer's chat template with ``sanitize_control_tokens=True``, so

@@ -17,8 +17,9 @@ Decisions:
 
 * The class is chosen from the local ``config.json`` (``model_type``, else ``architectures``), read
   with ``json`` so that nothing heavy is imported until the first question.
-* Weights are local only (a path, or a complete Hugging Face cache snapshot) unless
-  ``MMREACT_ALLOW_DOWNLOAD=1``; missing weights raise :class:`WeightsMissingError` in one sentence.
+* Weights: a path, or a complete Hugging Face cache snapshot; a hub id that is not here is
+  downloaded by transformers on first use when :mod:`mmreact.weights` allows it (online, not opted
+  out); otherwise missing weights raise :class:`WeightsMissingError` in one sentence.
 * Prompts: BLIP-2 always uses its trained ``Question: ... Answer:`` format, InstructBLIP the bare
   question, IDEFICS its processor's list-of-prompts format (``"User:", images..., question,
   "<end_of_utterance>", "\\nAssistant:"``, with ``<image>`` tokens banned from the output, as its
