@@ -30,6 +30,7 @@ def test_load_every_answer_is_its_own_image_and_nothing_leaks():
     with running(app) as base:
         sdk = openai.OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0, timeout=60)
         sdk.chat.completions.create(model="mmreact", messages=[image_message("hash?", images[0])])  # warm-up
+        assert wait_for(lambda: not any(t.name.startswith("mmreact-serve") for t in threading.enumerate()))
         baseline_threads = threading.active_count()
 
         def one(i: int) -> list[tuple[int, str | None, str | None]]:
@@ -141,3 +142,27 @@ def test_disconnect_stops_the_model_text_mid_step():
         assert llm.finished.wait(5)
         assert llm.sent < 200, f"the model wrote {llm.sent} of 302 pieces for a client that had left"
         assert wait_for(lambda: app.state.mmreact.admission.running == 0)
+
+
+def test_a_client_that_leaves_while_queued_never_runs():
+    gate = threading.Event()
+    llm = ScriptedLLM([hash_planner], repeat_last=True)
+    app = create_app(Agent(llm, tools=[make_hash_tool(gate=gate)]), ServeConfig(max_concurrency=1, max_queue=4))
+    state = app.state.mmreact
+    with running(app) as base:
+        first = threading.Thread(target=lambda: httpx.post(
+            f"{base}/v1/chat/completions", timeout=30,
+            json={"model": "mmreact", "messages": [image_message("q", image_array(4))]}))
+        first.start()
+        try:
+            assert wait_for(lambda: state.admission.running == 1)
+            with pytest.raises(httpx.ReadTimeout):
+                httpx.post(f"{base}/v1/chat/completions", timeout=httpx.Timeout(30, read=0.3),
+                           json={"model": "mmreact", "messages": [image_message("q", image_array(5))]})
+            assert wait_for(lambda: state.admission.queued == 0)
+        finally:
+            gate.set()
+            first.join(20)
+        assert wait_for(lambda: state.drained)
+        assert len(llm.requests) == 2  # the first run's two steps; the one that left never started
+        assert state.admission.counts["admitted"] == 2 and state.admission.counts["completed"] == 1

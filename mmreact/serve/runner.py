@@ -96,7 +96,10 @@ class AgentRun:
         try:
             self.loop.call_soon_threadsafe(self._queue.put_nowait, event)
         except RuntimeError:  # the loop is closed: nobody is listening any more
-            pass
+            return
+        # Let the event loop run now: otherwise it may wait for the GIL up to the interpreter's switch
+        # interval (5 ms) while this thread computes, delaying every streamed event by that much.
+        time.sleep(0)
 
     def _on_text(self, piece: str) -> None:
         if self.cancelled.is_set():
