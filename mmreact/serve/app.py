@@ -38,7 +38,7 @@ from .config import ServeConfig
 from .errors import APIError, bad_request
 from .image_urls import ImageFetcher
 from .request import ChatRequest, parse_request
-from .runner import AgentRun, Event
+from .runner import Event, LoopRun
 
 log = logging.getLogger("mmreact.serve")
 AgentSource = Agent | Callable[[], Agent]
@@ -59,7 +59,7 @@ class ServerState:
             self.fetcher = ImageFetcher(max_bytes=config.url_max_bytes, timeout=config.url_timeout)
         self.policy = ImagePolicy(max_bytes=config.max_image_bytes, max_pixels=config.max_image_pixels)
         self.admission = Admission(config.max_concurrency, config.max_queue)
-        self.runs: set[AgentRun] = set()
+        self.runs: set[LoopRun] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.started = time.time()
         #: HTTP requests being answered right now (a stream counts until its last byte is sent)
@@ -232,7 +232,7 @@ def _llm_error(exc: LLMError) -> APIError:
     return APIError(502, f"The LLM failed: {exc}", code="llm_error", extra=extra)
 
 
-def _timeout(config: ServeConfig, run: AgentRun | None) -> APIError:
+def _timeout(config: ServeConfig, run: LoopRun | None) -> APIError:
     extra = {"steps": [s.model_dump(mode="json") for s in run.steps]} if run is not None else None
     return APIError(504, f"The request took longer than {config.request_timeout:g} s.", code="timeout", extra=extra)
 
@@ -334,7 +334,7 @@ def create_app(agent: AgentSource | None = None, config: ServeConfig | None = No
     return app
 
 
-def _start_run(state: ServerState, chat: ChatRequest) -> AgentRun:
+def _start_run(state: ServerState, chat: ChatRequest) -> LoopRun:
     assert state.agent is not None and state.loop is not None
     admission = state.admission
     config = state.config
@@ -343,7 +343,7 @@ def _start_run(state: ServerState, chat: ChatRequest) -> AgentRun:
         state.runs.discard(run)
         admission.release(seconds, outcome)
 
-    run = AgentRun(state.agent, chat, loop=state.loop, policy=state.policy, fetcher=state.fetcher,
+    run = LoopRun(state.agent, chat, loop=state.loop, policy=state.policy, fetcher=state.fetcher,
                    history_turns=config.history_turns, history_chars=config.history_chars, on_finish=finished)
     state.runs.add(run)
     try:
@@ -355,7 +355,7 @@ def _start_run(state: ServerState, chat: ChatRequest) -> AgentRun:
     return run
 
 
-async def _first_event(run: AgentRun, deadline: float, config: ServeConfig) -> Event:
+async def _first_event(run: LoopRun, deadline: float, config: ServeConfig) -> Event:
     """Wait until the images are loaded: a bad image is still a 400 (no header sent yet)."""
     try:
         event = await run.next(deadline - time.monotonic())
@@ -372,7 +372,7 @@ async def _first_event(run: AgentRun, deadline: float, config: ServeConfig) -> E
     return event
 
 
-async def _collect(run: AgentRun, chat: ChatRequest, deadline: float, config: ServeConfig) -> JSONResponse:
+async def _collect(run: LoopRun, chat: ChatRequest, deadline: float, config: ServeConfig) -> JSONResponse:
     try:
         while True:
             try:
@@ -394,7 +394,7 @@ async def _collect(run: AgentRun, chat: ChatRequest, deadline: float, config: Se
         run.cancel()  # no-op when the run has finished
 
 
-async def _stream(run: AgentRun, chat: ChatRequest, deadline: float,
+async def _stream(run: LoopRun, chat: ChatRequest, deadline: float,
                   config: ServeConfig) -> AsyncIterator[dict[str, str]]:
     chunks = resp.Chunks(chat.model, cid=run.id)
     text_streamed = False

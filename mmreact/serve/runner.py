@@ -61,14 +61,15 @@ def handles_for(images: list[Image]) -> list[str]:
 
 
 class AgentRun:
-    """Run ``request`` on ``agent`` in a new thread; read what happens with :meth:`next`."""
+    """Run ``request`` on ``agent`` in a new thread, handing each :class:`Event` to ``post`` (from
+    that thread) and calling ``on_finish(seconds, outcome)`` last."""
 
-    def __init__(self, agent: Agent, request: ChatRequest, *, loop: asyncio.AbstractEventLoop,
+    def __init__(self, agent: Agent, request: ChatRequest, *, post: Callable[[Event], None],
                  policy: ImagePolicy, fetcher: ImageFetcher | None, history_turns: int, history_chars: int,
                  on_finish: Callable[[float, str], None]) -> None:
         self.agent = agent
         self.request = request
-        self.loop = loop
+        self.post = post
         self.policy = policy
         self.fetcher = fetcher
         self.history = (history_turns, history_chars)
@@ -76,28 +77,17 @@ class AgentRun:
         self.id = f"chatcmpl-{uuid.uuid4().hex}"
         self.cancelled = threading.Event()
         self.steps: list[StepRecord] = []
-        self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._thread = threading.Thread(target=self._main, name="mmreact-serve-run", daemon=True)
 
-    # -- loop side -----------------------------------------------------------------------
     def start(self) -> None:
         self._thread.start()
 
     def cancel(self) -> None:
         self.cancelled.set()
 
-    async def next(self, timeout: float) -> Event:
-        """The next event; ``TimeoutError`` after ``timeout`` seconds."""
-        async with asyncio.timeout(max(0.0, timeout)):
-            return await self._queue.get()
-
-    # -- thread side ---------------------------------------------------------------------
     def _post(self, event: Event) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self._queue.put_nowait, event)
-        except RuntimeError:  # the loop is closed: nobody is listening any more
-            return
-        # Let the event loop run now: otherwise it may wait for the GIL up to the interpreter's switch
+        self.post(event)
+        # Let the reader run now: otherwise it may wait for the GIL up to the interpreter's switch
         # interval (5 ms) while this thread computes, delaying every streamed event by that much.
         time.sleep(0)
 
@@ -117,11 +107,7 @@ class AgentRun:
             self._post(Event("error", f"The server failed: {one_line(exc)}"))
         finally:
             self._post(Event("end"))
-            seconds = time.perf_counter() - started
-            try:
-                self.loop.call_soon_threadsafe(self.on_finish, seconds, outcome)
-            except RuntimeError:
-                pass
+            self.on_finish(time.perf_counter() - started, outcome)
 
     def _run(self) -> str:
         try:
@@ -159,3 +145,31 @@ class AgentRun:
         finally:
             stream.close()
         return "completed"  # pragma: no cover - the stream always ends with a Result
+
+
+class LoopRun(AgentRun):
+    """An :class:`AgentRun` read from an asyncio event loop: :meth:`next` awaits the next event."""
+
+    def __init__(self, agent: Agent, request: ChatRequest, *, loop: asyncio.AbstractEventLoop,
+                 on_finish: Callable[[float, str], None], **kwargs: Any) -> None:
+        self.loop = loop
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._finish = on_finish
+        super().__init__(agent, request, post=self._to_loop, on_finish=self._finished_to_loop, **kwargs)
+
+    def _to_loop(self, event: Event) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self._queue.put_nowait, event)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            pass
+
+    def _finished_to_loop(self, seconds: float, outcome: str) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self._finish, seconds, outcome)
+        except RuntimeError:
+            pass
+
+    async def next(self, timeout: float) -> Event:
+        """The next event; ``TimeoutError`` after ``timeout`` seconds."""
+        async with asyncio.timeout(max(0.0, timeout)):
+            return await self._queue.get()
