@@ -271,6 +271,7 @@ def serve(
     max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="Model turns per question.")] = 8,
     model_name: Annotated[str, typer.Option("--model-name", help="The model id clients ask for.")] = "mmreact",
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per request, queueing included (504).")] = 300.0,
+    max_body_mb: Annotated[float, typer.Option("--max-body-mb", help="Largest request body (413).")] = 32.0,
     allow_image_urls: Annotated[bool, typer.Option("--allow-image-urls", help="Fetch https image URLs (public "
                                 "addresses only, no redirects, 10 MB / 10 s).")] = False,
     insecure: Annotated[bool, typer.Option("--insecure", help="Allow a non-loopback --host without an API key.")
@@ -282,7 +283,7 @@ def serve(
 
         serve_command(host=host, port=port, llm=llm, tools=tools, api_keys=api_key or [], max_steps=max_steps,
                       max_concurrency=max_concurrency, max_queue=max_queue, model_name=model_name, timeout=timeout,
-                      allow_image_urls=allow_image_urls, insecure=insecure)
+                      max_body_mb=max_body_mb, allow_image_urls=allow_image_urls, insecure=insecure)
     except MMReactError as exc:
         _fail(str(exc))
 

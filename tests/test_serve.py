@@ -173,6 +173,22 @@ def test_bad_json_and_tool_messages_are_400(hash_server):
             {"role": "tool", "tool_call_id": "x", "content": "42"}, {"role": "user", "content": "q"}])
 
 
+def test_odd_text_is_handled(hash_server):
+    base, _ = hash_server
+    url = f"{base}/v1/chat/completions"
+    deep = b'{"model": "mmreact", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    r = httpx.post(url, content=deep, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "nested too deeply" in r.json()["error"]["message"]
+    with pytest.raises(openai.BadRequestError, match="at most 20,000"):
+        client(base).chat.completions.create(model=MODEL, messages=[image_message("x" * 20_001, image_array(15))])
+    # a lone surrogate is valid JSON but not UTF-8: it is replaced, and the answer still comes back
+    img = image_array(16)
+    body = json.dumps({"model": MODEL, "messages": [image_message("hash \ud800?", img)]})  # ASCII, with \\ud800
+    r = httpx.post(url, content=body, headers={"content-type": "application/json"}, timeout=30)
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == sha(img)
+    assert r.json()["mmreact"]["trace"]["question"] == "hash ??"
+
+
 def test_unknown_model_is_404(hash_server):
     base, _ = hash_server
     with pytest.raises(openai.NotFoundError) as info:
@@ -196,7 +212,7 @@ def test_api_key_401():
             assert out.choices[0].message.content == sha(img)
 
 
-def test_body_too_large_413_before_reading_it():
+def test_body_too_large_is_413():
     agent = Agent(ScriptedLLM([hash_planner], repeat_last=True), tools=[make_hash_tool()])
     with running(create_app(agent, ServeConfig(max_body_bytes=200_000))) as base:
         big = image_array(9, size=(300, 300))  # ~270 KB of noise as PNG, ~360 KB as base64

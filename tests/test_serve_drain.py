@@ -90,7 +90,8 @@ def test_sigterm_lets_the_stream_finish_and_refuses_new_requests():
         assert seen_step.wait(20)
         proc.send_signal(signal.SIGTERM)
         assert wait_for(lambda: httpx.get(f"{base}/health").json()["status"] == "draining", timeout=5)
-        r = httpx.post(f"{base}/v1/chat/completions", json={"model": "mmreact", "messages": [image_message("q", image_array(2))]})
+        late = {"model": "mmreact", "messages": [image_message("q", image_array(2))]}
+        r = httpx.post(f"{base}/v1/chat/completions", json=late)
         assert r.status_code == 503 and r.json()["error"]["code"] == "draining"
         thread.join(30)
         assert lines[-1] == "[DONE]"

@@ -304,6 +304,8 @@ def create_app(agent: AgentSource | None = None, config: ServeConfig | None = No
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
             raise bad_request(f"The request body is not valid JSON{where}.") from None
+        except RecursionError:
+            raise bad_request("The request body is nested too deeply.") from None
         del raw
         chat = parse_request(body, model_name=config.model_name, max_images=config.max_images)
         del body

@@ -29,7 +29,8 @@ def _log_to_stderr() -> None:
 
 
 def serve_command(*, host: str, port: int, llm: str | None, tools: str | None, api_keys: list[str], max_steps: int,
-                  max_concurrency: int, max_queue: int, model_name: str, timeout: float, allow_image_urls: bool,
+                  max_concurrency: int, max_queue: int, model_name: str, timeout: float, max_body_mb: float,
+                  allow_image_urls: bool,
                   insecure: bool) -> None:
     need("serve", ("fastapi", "uvicorn", "sse_starlette"), "mmreact serve")
     from ..agent import Agent
@@ -40,6 +41,7 @@ def serve_command(*, host: str, port: int, llm: str | None, tools: str | None, a
     keys = tuple(k.strip() for key in api_keys for k in key.split(",") if k.strip())
     config = ServeConfig(host=host, port=port, model_name=model_name, api_keys=keys, insecure=insecure,
                          max_concurrency=max_concurrency, max_queue=max_queue, request_timeout=timeout,
+                         max_body_bytes=int(max_body_mb * 1024 * 1024),
                          allow_image_urls=allow_image_urls)
     agent = Agent(llm=llm, tools=parse_tool_list(tools), max_steps=max_steps)
     _log_to_stderr()

@@ -292,7 +292,11 @@ def build_demo(agent: Agent | None = None, *, server: str | None = None, api_key
             assert agent is not None
             yield from turn(local_events(agent, messages))
 
-    where = f"the server at {server}" if server else f"{agent.llm.name} with {', '.join(t.name for t in agent.tools) or 'no tools'}"  # type: ignore[union-attr]
+    if server is not None:
+        where = f"the server at {server}"
+    else:
+        assert agent is not None
+        where = f"{agent.llm.name} with {', '.join(t.name for t in agent.tools) or 'no tools'}"
     chatbot = gr.Chatbot(label="mmreact", height="75vh", buttons=["copy"], placeholder="Drop images below and ask.")
     textbox = gr.MultimodalTextbox(file_types=["image"], file_count="multiple", placeholder="Ask about the images...")
     return gr.ChatInterface(respond, multimodal=True, chatbot=chatbot, textbox=textbox, title=TITLE,

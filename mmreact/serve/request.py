@@ -27,6 +27,17 @@ from typing import Any
 from .errors import APIError, bad_request
 
 _IGNORED_ROLES = {"system", "developer"}
+#: The question (the last user message's text) may not be longer than this.
+MAX_QUESTION_CHARS = 20_000
+
+
+def _clean(text: str) -> str:
+    """``text`` with lone surrogates (valid in JSON, not in UTF-8) replaced, so it can be sent on."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 @dataclass(frozen=True)
@@ -65,7 +76,7 @@ def _text_of(content: Any, where: str, *, role: str, images: list[ImagePart], in
     if content is None:
         return ""
     if isinstance(content, str):
-        return content
+        return _clean(content)
     if not isinstance(content, list):
         raise bad_request(f"{where}.content must be a string or a list of content parts.", param=f"{where}.content")
     texts: list[str] = []
@@ -78,7 +89,7 @@ def _text_of(content: Any, where: str, *, role: str, images: list[ImagePart], in
             text = part.get("text")
             if not isinstance(text, str):
                 raise bad_request(f"{label}.text must be a string.", param=f"{label}.text")
-            texts.append(text)
+            texts.append(_clean(text))
         elif kind == "image_url" and role == "user":
             spec = part.get("image_url")
             url = spec.get("url") if isinstance(spec, dict) else spec
@@ -155,6 +166,9 @@ def parse_request(body: Any, *, model_name: str, max_images: int) -> ChatRequest
     if not last.text.strip():
         raise bad_request(f"messages[{last.message}] has no text; ask a question about the image(s).",
                           param=f"messages[{last.message}].content")
+    if len(last.text) > MAX_QUESTION_CHARS:
+        raise bad_request(f"The question is {len(last.text):,} characters; at most {MAX_QUESTION_CHARS:,} are allowed.",
+                          param=f"messages[{last.message}].content", code="question_too_long")
     if len(images) > max_images:
         raise bad_request(f"The request carries {len(images)} images; at most {max_images} are allowed.",
                           param="messages", code="too_many_images")
