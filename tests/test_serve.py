@@ -342,3 +342,35 @@ def test_langchain_chat_openai_with_an_image_part(hash_server):
                                                 {"type": "image_url", "image_url": {"url": data_url(img)}}])])
     assert reply.content == sha(img)
     assert png_bytes(img)  # the same pixels the SDK test sends
+
+
+def test_conversation_mapping_rules():
+    from mmreact.serve.request import compose_question, parse_request
+
+    def img(n: int) -> dict:
+        return {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{n}"}}
+
+    body = {"model": MODEL, "messages": [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": [img(1)]},                       # an upload on its own ...
+        {"role": "user", "content": [{"type": "text", "text": "What is it?"}]},   # ... then its question
+        {"role": "assistant", "content": "A cat."},
+        {"role": "assistant", "content": None},                      # nothing to replay
+        {"role": "user", "content": [{"type": "text", "text": "x" * 50}, img(2)]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Hmm."}]},
+        {"role": "user", "content": [img(3), {"type": "text", "text": "And  this\none?"}, img(1)]},
+    ]}
+    request = parse_request(body, model_name=MODEL, max_images=16)
+    assert request.question == "And  this\none?"
+    assert [(t.role, t.index) for t in request.history] == [("user", 0), ("assistant", 1), ("user", 2), ("assistant", 3)]
+    assert [p.label for p in request.images] == ["messages[1].content[0]", "messages[5].content[1]",
+                                                  "messages[7].content[0]", "messages[7].content[2]"]
+    # handles as a fresh chat gives them: in order, identical pixels (image 1 twice) sharing one
+    question = compose_question(request, ["image_1", "image_2", "image_3", "image_1"], turns=3, chars=20)
+    assert question.splitlines() == [
+        "Earlier in this conversation:", "Assistant: A cat.", f"User (image_2): {'x' * 17}...", "Assistant: Hmm.",
+        "Now the user asks (image_3, image_1):", "And  this", "one?"]
+    assert compose_question(request, ["image_1"] * 4, turns=0, chars=20) == request.question
+    single = parse_request({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}, model_name=MODEL,
+                           max_images=16)
+    assert compose_question(single, [], turns=8, chars=2000) == "hi"

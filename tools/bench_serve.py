@@ -86,9 +86,6 @@ def child(port: int) -> None:
 def start_server() -> tuple[subprocess.Popen, str]:
     import httpx
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from servers import free_port
-
     port = free_port()
     proc = subprocess.Popen([sys.executable, __file__, "--child", str(port)], env={**os.environ})
     base = f"http://127.0.0.1:{port}"
@@ -139,6 +136,15 @@ async def level(base: str, body: dict, clients: int, total: int, stream: bool) -
         await asyncio.gather(*(worker(http) for _ in range(clients)))
         wall = time.perf_counter() - t0
     return latencies, wall, refused
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (right now)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def main() -> None:

@@ -20,10 +20,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", "--hide-scrollbars"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (right now)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def main() -> None:
@@ -45,7 +53,6 @@ def main() -> None:
     from mmreact import Agent
     from mmreact.registry import parse_tool_list
     from mmreact.serve.demo import build_demo, offline_theme
-    from servers import free_port
 
     t0 = time.perf_counter()
     agent = Agent(llm=args.llm, tools=parse_tool_list(args.tools))

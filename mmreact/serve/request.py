@@ -2,6 +2,7 @@
 
 How a conversation maps to the agent (each request gets a fresh :class:`~mmreact.Chat`):
 
+- Consecutive user messages count as one turn (some clients send each upload as its own message).
 - Images from every user message, in order, become ``image_1..N`` (identical pixels share one
   handle, as in a chat session). A client that resends the whole history therefore gets the same
   handles on every turn; an expert call replayed on an earlier image is answered by the result
@@ -46,16 +47,17 @@ class ImagePart:
 
     label: str
     url: str
-    message: int  # index of the user message that carried it
+    turn: int  # index of the turn (consecutive user messages are one turn) that carried it
 
 
 @dataclass(frozen=True)
 class Turn:
-    """One replayed user or assistant message."""
+    """One user turn (consecutive user messages together) or assistant message."""
 
     role: str
     text: str
-    message: int
+    index: int
+    message: int  # index of its last message in the request
 
 
 @dataclass(frozen=True)
@@ -64,14 +66,14 @@ class ChatRequest:
 
     model: str
     question: str
-    question_message: int
+    question_turn: int
     images: tuple[ImagePart, ...]
     history: tuple[Turn, ...] = ()
     stream: bool = False
     include_usage: bool = False
 
 
-def _text_of(content: Any, where: str, *, role: str, images: list[ImagePart], index: int) -> str:
+def _text_of(content: Any, where: str, *, role: str, images: list[ImagePart], turn: int) -> str:
     """The text of a message's content; ``image_url`` parts of user messages go to ``images``."""
     if content is None:
         return ""
@@ -95,7 +97,7 @@ def _text_of(content: Any, where: str, *, role: str, images: list[ImagePart], in
             url = spec.get("url") if isinstance(spec, dict) else spec
             if not isinstance(url, str) or not url:
                 raise bad_request(f"{label}.image_url.url must be a non-empty string.", param=f"{label}.image_url")
-            images.append(ImagePart(label=label, url=url, message=index))
+            images.append(ImagePart(label=label, url=url, turn=turn))
         elif kind in ("image_url", "refusal"):
             continue  # images in assistant messages are not the user's; refusals carry no context
         else:
@@ -158,8 +160,14 @@ def parse_request(body: Any, *, model_name: str, max_images: int) -> ChatRequest
                               param=f"{where}.role", code="unsupported_parameter")
         if role not in ("user", "assistant"):
             raise bad_request(f"{where}.role must be system, developer, user or assistant.", param=f"{where}.role")
-        text = _text_of(message.get("content"), where, role=role, images=images, index=i)
-        turns.append(Turn(role=role, text=text, message=i))
+        merge = bool(turns) and role == "user" and turns[-1].role == "user"
+        index = len(turns) - 1 if merge else len(turns)
+        text = _text_of(message.get("content"), where, role=role, images=images, turn=index)
+        if merge:
+            joined = "\n".join(t for t in (turns[-1].text, text) if t.strip())
+            turns[-1] = Turn(role="user", text=joined, index=index, message=i)
+        elif role == "user" or text.strip():  # an assistant message with no text adds nothing
+            turns.append(Turn(role=role, text=text, index=index, message=i))
     if not turns or turns[-1].role != "user":
         raise bad_request("The last message must be a user message with the question.", param="messages")
     last = turns[-1]
@@ -174,7 +182,7 @@ def parse_request(body: Any, *, model_name: str, max_images: int) -> ChatRequest
                           param="messages", code="too_many_images")
     stream_options = body.get("stream_options") or {}
     return ChatRequest(
-        model=model, question=last.text, question_message=last.message, images=tuple(images),
+        model=model, question=last.text, question_turn=last.index, images=tuple(images),
         history=tuple(turns[:-1]), stream=stream, include_usage=bool(stream and stream_options.get("include_usage")),
     )
 
@@ -184,9 +192,9 @@ def compose_question(request: ChatRequest, handles: Sequence[str], *, turns: int
 
     ``handles[k]`` is the handle the k-th image part got.
     """
-    by_message: dict[int, list[str]] = {}
+    by_turn: dict[int, list[str]] = {}
     for part, handle in zip(request.images, handles):
-        found = by_message.setdefault(part.message, [])
+        found = by_turn.setdefault(part.turn, [])
         if handle not in found:
             found.append(handle)
     history = list(request.history)[-turns:] if turns else []
@@ -198,11 +206,11 @@ def compose_question(request: ChatRequest, handles: Sequence[str], *, turns: int
         if len(text) > chars:
             text = text[: chars - 3] + "..."
         if turn.role == "user":
-            attached = by_message.get(turn.message)
+            attached = by_turn.get(turn.index)
             lines.append(f"User ({', '.join(attached)}): {text}" if attached else f"User: {text}")
         else:
             lines.append(f"Assistant: {text}")
-    attached = by_message.get(request.question_message)
+    attached = by_turn.get(request.question_turn)
     lines.append(f"Now the user asks ({', '.join(attached)}):" if attached else "Now the user asks:")
     lines.append(request.question)
     return "\n".join(lines)
