@@ -206,6 +206,8 @@ def test_api_key_401():
         with pytest.raises(openai.AuthenticationError):
             client(base, "nope").chat.completions.create(model=MODEL, messages=[image_message("q", image_array(8))])
         assert httpx.post(f"{base}/v1/chat/completions", json={}).status_code == 401  # no header at all
+        assert "tools" not in httpx.get(f"{base}/health").json()  # what runs here only with a key
+        assert httpx.get(f"{base}/health", headers={"Authorization": "Bearer k-two"}).json()["tools"] == ["image_hash"]
         img = image_array(8)
         for good in ("k-one", "k-two"):
             out = client(base, good).chat.completions.create(model=MODEL, messages=[image_message("q", img)])

@@ -5,8 +5,8 @@ Routes: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /health``.
 Order of checks on a chat request (each answers before any response header of a run is sent):
 401 bad key (constant-time compare) -> 503 starting/draining -> 413 body too large (on
 ``Content-Length``, then while reading; the rest of an oversized body is read and dropped, up to a
-bound, so the client reliably gets the 413) -> 400 bad JSON / parameters -> 404 unknown model ->
-429 queue full (``Retry-After``) -> 504 no run slot before the deadline -> 400 bad image. Then a
+bound, so the client reliably gets the 413) -> 400 bad JSON -> 404 unknown model -> 400 bad
+messages or parameters -> 429 queue full (``Retry-After``) -> 504 no run slot before the deadline -> 400 bad image. Then a
 run streams (SSE) or answers once; an LLM failure is 502 with the partial trace, a run past the
 deadline 504. Once a stream has started, failures arrive as an ``error`` event (the ``openai``
 SDK raises ``APIError`` on it).
@@ -276,9 +276,15 @@ def create_app(agent: AgentSource | None = None, config: ServeConfig | None = No
         return _error_response(bad_request("The request is malformed."))
 
     @app.get("/health")
-    async def health() -> JSONResponse:
+    async def health(request: Request) -> JSONResponse:
+        """Status, queue and limits for anyone (probes send no key); the LLM and tools only with a key."""
         body = state.admission.health()
-        if state.agent is not None:
+        try:
+            state.check_key(request)
+            authorised = True
+        except APIError:
+            authorised = False
+        if state.agent is not None and authorised:
             body["llm"] = state.agent.llm.name
             body["tools"] = [t.name for t in state.agent.tools]
         body["model"] = config.model_name
