@@ -275,6 +275,57 @@ def doctor(
         raise typer.Exit(1)
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to bind (other than loopback needs --api-key or --insecure).")
+                    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    llm: LLMOpt = None,
+    tools: ToolsOpt = None,
+    api_key: Annotated[Optional[list[str]], typer.Option("--api-key", envvar="MMREACT_API_KEY", help="Accepted bearer "
+                       "key (repeat for several; env MMREACT_API_KEY).")] = None,
+    max_concurrency: Annotated[int, typer.Option("--max-concurrency", help="Agent runs at once.")] = 4,
+    max_queue: Annotated[int, typer.Option("--max-queue", help="Requests that may wait; more get 429.")] = 16,
+    max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="Model turns per question.")] = 8,
+    model_name: Annotated[str, typer.Option("--model-name", help="The model id clients ask for.")] = "mmreact",
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per request, queueing included (504).")] = 300.0,
+    max_body_mb: Annotated[float, typer.Option("--max-body-mb", help="Largest request body (413).")] = 32.0,
+    allow_image_urls: Annotated[bool, typer.Option("--allow-image-urls", help="Fetch https image URLs (public "
+                                "addresses only, no redirects, 10 MB / 10 s).")] = False,
+    insecure: Annotated[bool, typer.Option("--insecure", help="Allow a non-loopback --host without an API key.")
+                        ] = False,
+) -> None:
+    """Serve the agent as an OpenAI-compatible endpoint (POST /v1/chat/completions)."""
+    try:
+        from .serve.commands import serve_command
+
+        serve_command(host=host, port=port, llm=llm, tools=tools, api_keys=api_key or [], max_steps=max_steps,
+                      max_concurrency=max_concurrency, max_queue=max_queue, model_name=model_name, timeout=timeout,
+                      max_body_mb=max_body_mb, allow_image_urls=allow_image_urls, insecure=insecure)
+    except MMReactError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def demo(
+    llm: LLMOpt = None,
+    tools: ToolsOpt = None,
+    server: Annotated[Optional[str], typer.Option("--server", help="Talk to a running mmreact serve at this URL "
+                      "(e.g. http://127.0.0.1:8000/v1) instead of running the agent here.")] = None,
+    api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="MMREACT_API_KEY", help="Key for --server.")
+                       ] = None,
+    port: Annotated[int, typer.Option("--port", help="TCP port of the web page (bound to 127.0.0.1).")] = 7860,
+    max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="Model turns per question.")] = 8,
+) -> None:
+    """A web chat (Gradio, on 127.0.0.1): drop images, ask, watch each tool call, see the boxes."""
+    try:
+        from .serve.commands import demo_command
+
+        demo_command(llm=llm, tools=tools, server=server, api_key=api_key, port=port, max_steps=max_steps)
+    except MMReactError as exc:
+        _fail(str(exc))
+
+
 def main() -> None:
     import faulthandler
 

@@ -1,0 +1,162 @@
+"""`mmreact demo`: the Gradio chat driven through gradio_client (in-process agent and against a running
+`mmreact serve`), the conversation mapping, and once in headless Chromium (Debian's `chromium`)."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+gr = pytest.importorskip("gradio")
+pytest.importorskip("gradio_client")
+pytest.importorskip("fastapi")
+
+from gradio_client import Client, handle_file  # noqa: E402
+from PIL import Image as PILImage  # noqa: E402
+
+from mmreact import Agent, Image, Observation, ScriptedLLM, tool  # noqa: E402
+from mmreact.serve import create_app  # noqa: E402
+from mmreact.serve.demo import build_demo, offline_theme, openai_messages  # noqa: E402
+from serve_helpers import hash_planner, image_array, make_hash_tool, png_bytes, running, sha  # noqa: E402
+from servers import free_port  # noqa: E402
+
+BOX = [2, 2, 10, 9]
+
+
+@tool
+def find_square(image: Image) -> Observation:
+    """Find the square in the image."""
+    return Observation(text=f"hash={image.sha256}\nsquare at {BOX}",
+                       artifact={"objects": [{"label": "square", "confidence": 0.9, "box": BOX}]})
+
+
+def square_planner(request):
+    if request.messages[-1].role == "observation":
+        return "Thought: found it.\nFinal Answer: " + request.messages[-1].content.split("hash=")[1].split()[0]
+    return "Thought: look for it.\nAction: find_square(image_1)"
+
+
+@contextlib.contextmanager
+def launched(demo) -> Iterator[str]:
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, ssr_mode=False,
+                theme=offline_theme())
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+@pytest.fixture
+def picture(tmp_path) -> tuple[Path, str]:
+    array = image_array(7, size=(24, 32))
+    path = tmp_path / "picture.png"
+    path.write_bytes(png_bytes(array))
+    return path, sha(array)
+
+
+def final_messages(client: Client, path: Path, text: str) -> list[dict]:
+    return client.predict(message={"text": text, "files": [handle_file(str(path))]}, api_name="/chat")
+
+
+def test_demo_in_process_shows_tool_calls_answer_and_boxes(picture):
+    path, digest = picture
+    demo = build_demo(Agent(ScriptedLLM([square_planner], repeat_last=True), tools=[find_square]))
+    with launched(demo) as url:
+        client = Client(url, verbose=False)
+        out = final_messages(client, path, "Where is the square?")
+        steps = [m for m in out if m["metadata"].get("title")]
+        assert [m["metadata"]["title"] for m in steps] == ["find_square(image_1)"]
+        assert steps[0]["metadata"]["status"] == "done" and "square at [2, 2, 10, 9]" in steps[0]["content"]
+        plain = [m["content"] for m in out if not m["metadata"].get("title")]
+        assert plain[0] == digest
+        assert len(plain) == 2 and plain[1].endswith(".png")  # the picture with the boxes, from Gradio's cache
+        drawn = PILImage.open(plain[1]).convert("RGB")
+        original = PILImage.open(path).convert("RGB")
+        assert drawn.size == original.size and drawn.getpixel((BOX[0], 5)) != original.getpixel((BOX[0], 5))
+        # streaming: the first update is the pending plan, a tool call shows before the answer
+        updates = list(client.submit(message={"text": "Where?", "files": [handle_file(str(path))]}, api_name="/chat"))
+        assert updates[0][0]["metadata"]["status"] == "pending"
+        first_call = next(i for i, u in enumerate(updates) if any(m["metadata"].get("title") == "find_square(image_1)"
+                                                                 for m in u))
+        first_answer = next(i for i, u in enumerate(updates) if any(m["content"] == digest for m in u))
+        assert first_call < first_answer
+
+
+def test_demo_against_a_running_server(picture):
+    path, digest = picture
+    agent = Agent(ScriptedLLM([hash_planner], repeat_last=True), tools=[make_hash_tool()])
+    with running(create_app(agent)) as base, launched(build_demo(server=f"{base}/v1")) as url:
+        out = final_messages(Client(url, verbose=False), path, "hash?")
+        assert [m["metadata"]["title"] for m in out if m["metadata"].get("title")] == ["image_hash(image_1)"]
+        assert out[-1]["content"] == digest
+
+
+def test_demo_shows_server_errors_as_a_message(picture):
+    path, _ = picture
+    agent = Agent(ScriptedLLM([hash_planner], repeat_last=True), tools=[make_hash_tool()])
+    with running(create_app(agent)) as base, launched(build_demo(server=f"{base}/v1", model="other")) as url:
+        out = final_messages(Client(url, verbose=False), path, "hash?")
+        assert out[-1]["content"].startswith("Error: The model 'other' does not exist")
+
+
+def test_gradio_history_becomes_openai_messages(tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    a.write_bytes(png_bytes(image_array(1)))
+    b.write_bytes(png_bytes(image_array(2)))
+    history = [
+        {"role": "user", "content": [{"type": "file", "file": {"path": str(a)}}], "metadata": None},
+        {"role": "user", "content": [{"type": "text", "text": "What is it?"}], "metadata": None},
+        {"role": "assistant", "content": [{"type": "text", "text": "```ocr```"}], "metadata": {"title": "ocr(image_1)"}},
+        {"role": "assistant", "content": [{"type": "text", "text": "A receipt."}], "metadata": None},
+        {"role": "assistant", "content": [{"type": "component", "component": "image", "value": {}}], "metadata": None},
+    ]
+    messages, files = openai_messages({"text": "And this?", "files": [str(b)]}, history)
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    assert [p["type"] for p in messages[0]["content"]] == ["image_url", "text"]
+    assert messages[1]["content"] == "A receipt."
+    assert messages[2]["content"][0] == {"type": "text", "text": "And this?"}
+    assert messages[2]["content"][1]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert files == [str(a), str(b)]
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+def test_demo_in_headless_chromium(picture):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    path, digest = picture
+    demo = build_demo(Agent(ScriptedLLM([square_planner], repeat_last=True), tools=[find_square]))
+    with launched(demo) as url, sync_api.sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
+        browser = p.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, viewport={"width": 1100, "height": 900},
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync"])
+        try:
+            page = browser.new_page()
+            page.goto(url, wait_until="load")
+            box = page.get_by_placeholder("Ask about the images...")
+            box.wait_for(timeout=60_000)
+            page.set_input_files("input[type=file]", str(path))
+            box.fill("Where is the square?")
+            page.keyboard.press("Enter")
+            page.get_by_text(digest).first.wait_for(timeout=60_000)
+            page.get_by_text("find_square(image_1)").first.click()  # open the tool call
+            page.get_by_text("square at [2, 2, 10, 9]").first.wait_for(timeout=10_000)
+            page.locator("img[src*='/mmreact-demo-'][src*='image_1-']").first.wait_for(timeout=10_000)  # the boxes
+        finally:
+            browser.close()
+
+
+def test_cli_demo_bad_llm_spec_is_one_line():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "mmreact", "demo", "--llm", "bogus:x", "--port", str(free_port())],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Unknown LLM spec" in out.stderr and "Traceback" not in out.stderr
