@@ -216,7 +216,7 @@ def eval_(
     concurrency: Annotated[int, typer.Option("--concurrency", "-j", help="Items run at once per system.")] = 1,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Only the first N items.")] = None,
     scorer: Annotated[Optional[str], typer.Option("--scorer", help="Score every item with: default, exact, contains, "
-                                                  "numeric[:TOL], choice, judge[:LLMSPEC].")] = None,
+                                                  "numeric[:TOL], choice, judge:LLMSPEC.")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Start over instead of resuming the results in --out.")
                      ] = False,
     retry_errors: Annotated[bool, typer.Option("--retry-errors", help="When resuming, rerun items that errored.")
