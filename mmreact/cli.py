@@ -216,18 +216,23 @@ def eval_(
     concurrency: Annotated[int, typer.Option("--concurrency", "-j", help="Items run at once per system.")] = 1,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Only the first N items.")] = None,
     scorer: Annotated[Optional[str], typer.Option("--scorer", help="Score every item with: default, exact, contains, "
-                                                  "numeric[:TOL], choice, judge[:LLMSPEC].")] = None,
+                                                  "numeric[:TOL], choice, judge:LLMSPEC.")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Start over instead of resuming the results in --out.")
                      ] = False,
     retry_errors: Annotated[bool, typer.Option("--retry-errors", help="When resuming, rerun items that errored.")
                             ] = False,
+    rescore: Annotated[bool, typer.Option("--rescore", help="When resuming after the scorer or the answers changed, "
+                                          "score the saved predictions again (no system runs).")] = False,
+    rerun: Annotated[bool, typer.Option("--rerun", help="When resuming, run again the items whose system, input, "
+                                        "scorer or answers changed (with --rescore: only those it cannot rescore).")
+                     ] = False,
 ) -> None:
     """Evaluate systems on an eval set; print the report and write results, Markdown, JSON and a plot."""
     from pathlib import Path
 
     from .eval.dataset import load_dataset, select
     from .eval.report import summarize, write_report
-    from .eval.runner import RESULTS_FILE, load_system, parse_system_args, run_eval
+    from .eval.runner import RESULTS_FILE, load_system, parse_system_args, read_loads, run_eval
     from .eval.scorers import get_scorer
 
     try:
@@ -240,8 +245,8 @@ def eval_(
         set_name = "builtin" if data == "builtin" else (Path(data).stem if Path(data).suffix else Path(data).name)
         out_dir = Path(out) if out else Path("eval-out") / (set_name or "eval")
         results = run_eval(items, systems, out_dir, concurrency=concurrency, resume=not fresh, scorer=chosen,
-                           retry_errors=retry_errors, progress=sys.stderr.isatty())
-        report = summarize(results)
+                           retry_errors=retry_errors, rescore=rescore, rerun=rerun, progress=sys.stderr.isatty())
+        report = summarize(results, read_loads(out_dir))
         paths = write_report(report, out_dir)
     except MMReactError as exc:
         _fail(str(exc))
@@ -251,6 +256,7 @@ def eval_(
     console = Console(highlight=False)
     for table in report.tables():
         console.print(table)
+    typer.echo(report.latency_note)
     files = [out_dir / RESULTS_FILE, *paths.values()]
     typer.echo("wrote " + ", ".join(str(p) for p in files))
     if "plot" not in paths:

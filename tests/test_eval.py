@@ -183,7 +183,8 @@ def test_runner_two_systems_and_errors(evalset, tmp_path):
     assert by[("flaky", "colour-blue")].score == 1.0
     first = lines_of(tmp_path)[0]
     assert set(first) == {"system", "item", "prediction", "score", "status", "seconds", "llm_seconds", "llm_calls",
-                          "tokens", "error", "capabilities"}
+                          "tokens", "error", "capabilities", "wait_seconds", "fingerprint"}
+    assert set(first["fingerprint"]) == {"mmreact", "system", "scorer", "item"}
 
 
 def test_no_answer_and_judge_failures_are_recorded(evalset, tmp_path):
@@ -222,10 +223,25 @@ def test_resume_skips_done_pairs_and_repairs_a_torn_line(evalset, tmp_path):
     assert len(lines_of(tmp_path)) == 3 and sum(calls.values()) == 6
 
 
+class Transient:
+    """Fails on the green image the first time only (a transient crash), then names the colour."""
+
+    def __init__(self) -> None:
+        self.failed = False
+
+    def run(self, question, images):
+        name = Path(images[0]).stem
+        if name == "green" and not self.failed:
+            self.failed = True
+            raise RuntimeError("out of memory")
+        return name
+
+
 def test_retry_errors_and_corrupt_lines(evalset, tmp_path):
     items = load_jsonl(evalset)
-    run_eval(items, {"s": Flaky()}, tmp_path, progress=False)
-    results = run_eval(items, {"s": Echo("green")}, tmp_path, progress=False, retry_errors=True)
+    system = Transient()
+    run_eval(items, {"s": system}, tmp_path, progress=False)
+    results = run_eval(items, {"s": system}, tmp_path, progress=False, retry_errors=True)
     assert [r.status for r in results] == ["answered"] * 3 and results[1].score == 1.0
     assert len(lines_of(tmp_path)) == 4  # the error line stays; the newest record wins
     path = tmp_path / "results.jsonl"
@@ -478,7 +494,8 @@ def test_cli_eval_end_to_end(evalset, tmp_path):
     proc = mmreact(*args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "out"
-    assert {p.name for p in out.iterdir()} == {"results.jsonl", "report.md", "report.json", "accuracy_latency.png"}
+    assert {p.name for p in out.iterdir()} == {"results.jsonl", "loads.jsonl", "report.md", "report.json",
+                                               "accuracy_latency.png"}
     systems = {s["name"]: s for s in json.loads((out / "report.json").read_text())["systems"]}
     assert systems["good"]["accuracy"] == pytest.approx(100.0)
     assert systems["lazy"]["accuracy"] == pytest.approx(100 / 3)

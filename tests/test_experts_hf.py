@@ -25,6 +25,7 @@ from mmreact.cache import result_cache
 from mmreact.experts.base import size_line
 from mmreact.experts.caption import CaptionTool, clean_caption
 from mmreact.experts.dense import DenseCaptionTool, parse_regions
+from mmreact.experts.dense import cut_note as dense_cut_note
 from mmreact.experts.tags import TagsTool, default_vocabulary
 from mmreact.registry import BUILTIN_TOOLS
 
@@ -230,6 +231,33 @@ def test_dense_caption_boxes_are_pixels_of_the_original_image(models):
     short = make("dense_caption", models["scripted"], max_new_tokens=40, max_regions=1)(str(CHELSEA))
     assert short.text.splitlines()[-1] == "... and 1 more regions left out."
     assert len(short.artifact["regions"]) == 2
+
+
+@pytest.mark.slow
+def test_dense_caption_says_when_the_budget_cut_the_list(models):
+    """The scripted model writes 22 new tokens; with a budget of 15 it stops inside "the ear"."""
+    result_cache().clear()
+    whole = make("dense_caption", models["scripted"], max_new_tokens=40)(str(CHELSEA))
+    assert "cut" not in whole.artifact and "cut" not in whole.text
+    cut = make("dense_caption", models["scripted"], max_new_tokens=15)(str(CHELSEA))
+    assert [r["caption"] for r in cut.artifact["regions"]] == ["a cat"] and cut.artifact["cut"] is True
+    lines = cut.text.splitlines()
+    assert lines[2].startswith("a cat: [") and lines[-1] == dense_cut_note(15)
+    assert "budget of 15 new tokens" in lines[-1] and "missing" in lines[-1]
+    none = make("dense_caption", models["scripted"], max_new_tokens=3)(str(CHELSEA))  # cut inside the first
+    assert none.artifact == {"regions": [], "cut": True}
+    assert none.text.splitlines()[1:] == ["Regions: none found.", dense_cut_note(3)]
+    batch = make("dense_caption", models["scripted"], max_new_tokens=15).run_batch([str(ASTRONAUT), str(CHELSEA)])
+    assert all(obs.artifact.get("cut") for obs in batch)
+
+
+@pytest.mark.slow
+def test_dense_caption_budget_defaults_to_the_model_card_and_respects_the_decoder_limit(models):
+    tool = DenseCaptionTool(model=str(models["scripted"]))
+    assert (tool.max_new_tokens, tool.num_beams) == (1024, 1)  # Florence-2's card: 1,024 new tokens
+    limit = tool.bundle.model.config.text_config.max_position_embeddings
+    assert limit < 1024 and tool.budget(tool.bundle.model) == limit
+    assert make("dense_caption", models["scripted"], max_new_tokens=7).budget(tool.bundle.model) == 7
 
 
 @pytest.mark.slow

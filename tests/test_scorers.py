@@ -1,4 +1,5 @@
-"""Scorers on tricky cases: units, case, punctuation, number words, options, judge replies."""
+"""Scorers on tricky cases: units, case, punctuation, number words, options, judge replies, and a
+table of adversarial predictions (wrong answers dressed up to pass) that every scorer must fail."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from hypothesis import strategies as st
 from mmreact import ScriptedLLM
 from mmreact.errors import ConfigError
 from mmreact.eval.dataset import EvalItem
+from mmreact.eval.judge import SCORE_FORMAT
 from mmreact.eval.scorers import (
+    MAX_WORDS,
     ChoiceScorer,
     ContainsScorer,
     DefaultScorer,
@@ -143,6 +146,9 @@ def test_parse_options(question, options):
     ("Correctness score is 0.4 because the answer misses one part", 0.4), ("7/10", 0.7), ("70%", 0.7),
     ("The score (out of 1) is 0.9", 0.9), ("8 out of 10", 0.8), ("I would rate this highly", None), ("10", None),
     ("", None), ("-0.5", None), ("Score: N/A", None),
+    ("Thought: 1 of the 2 parts is right\nFinal Answer: 0.5", 0.5),  # the last line, not the first number
+    ("0.5\nThe prediction has 1 of 2 parts", None), ("Reasoning: fine.\n\n**0.8**", 0.8),
+    ("Describe the picture. | A cat. | A dog. | 0.0", 0.0), ("| 0.3 |", 0.3), ("Score: 1 of 2", None),
 ])
 def test_parse_judge_score(reply, value):
     got = parse_judge_score(reply)
@@ -166,9 +172,37 @@ def test_judge_retries_garbage_then_raises():
     llm = ScriptedLLM(["I cannot say", "0.4"])
     assert JudgeScorer(llm).score("x", ["y"], item()) == pytest.approx(0.4)
     garbage = ScriptedLLM(["no idea", "still no idea", "10 out of ten?"])
-    with pytest.raises(ScoreError, match="no score between 0 and 1"):
+    with pytest.raises(ScoreError, match="last line held no score between 0 and 1: '10 out of ten\\?'"):
         JudgeScorer(garbage, retries=2).score("x", ["y"], item())
     assert len(garbage.requests) == 3
+
+
+def test_judge_is_a_plain_text_request_in_the_score_language():
+    llm = ScriptedLLM(["0.9"])
+    JudgeScorer(llm).score("a cat", ["cat"], item())
+    (request,) = llm.requests
+    assert request.kind == "text" and request.text_format is SCORE_FORMAT and not request.tools
+    assert [s for s in ("0.0", "0.5", "1.0", "0.7") if SCORE_FORMAT.accepts(s)] == ["0.0", "0.5", "1.0", "0.7"]
+    for bad in ("1", "0.55", "Score: 0.5", "Thought: fine\nFinal Answer: 0.5", "1.1"):
+        assert not SCORE_FORMAT.accepts(bad), bad
+
+
+def test_a_bare_judge_is_refused_with_one_sentence():
+    for name in ("judge", "judge:", " judge: "):
+        with pytest.raises(ConfigError, match=r"^The judge scorer needs a judge model: write judge:LLMSPEC") as info:
+            get_scorer(name)
+        assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="needs a judge model"):
+        JudgeScorer("")
+
+
+@pytest.mark.slow
+def test_judge_with_the_embedded_local_model_replies_with_a_score_only():
+    """llama.cpp enforces the score language: SmolLM2-135M can only write one of the eleven scores."""
+    judge = get_scorer("judge:default")
+    it = item("How many coins are there?", ("24",))
+    value = judge.score("There are 24 coins.", it.answers, it)
+    assert f"{value:.1f}" in ("0.0", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1.0")
 
 
 def test_get_scorer_names(tmp_path):
@@ -195,3 +229,158 @@ def test_scores_stay_in_unit_interval_and_normalize_is_idempotent(prediction, an
     for scorer in SCORERS:
         assert 0.0 <= scorer.score(prediction, [answer], it) <= 1.0
     assert normalize(normalize(prediction)) == normalize(prediction)
+
+
+# -- the adversarial table ------------------------------------------------------------------------
+SIDE = item("Is the spoon to the left or to the right of the cup?", ("right",), choices=("left", "right"))
+HAND = item("Is the writing in this image handwritten or printed?", ("handwritten", "hand-written", "by hand"),
+            choices=("handwritten", "printed"))
+WHICH = item("Which of the two images shows an animal, the first or the second?", ("second", "image_2", "image 2"),
+             choices=("first", "second"))
+PARK = item("According to the sign, may you park here at noon on a Saturday? (A) yes (B) no", ("A",))
+CAT_YES = item("Is there a cat?", ("yes",))
+CORNER = item("Where is the cup?", ("top left",), choices=("left", "top left", "right"))
+SIGN = item("Until what time of day is parking forbidden?", ("6 PM", "6pm", "6 p.m.", "18:00"))
+LONG_FILLER = "word " * (MAX_WORDS + 50)
+
+#: (scorer, prediction, item, expected). Answers come from the item; ``item()`` rows write them inline.
+ADVERSARIAL = [
+    # the wrong answers of the issue that once scored 1.0
+    ("default", "no, the writing is not handwritten or printed. The image is printed. It shows text", HAND, 0.0),
+    ("default", "8 AM 6 PM [65, 253, 335, 295]", SIGN, 0.0),
+    ("default", "to the left or to the right", SIDE, 0.0),
+    ("default", "the first or the second", WHICH, 0.0),
+    ("default", "it is not a cat", item(answers=("cat",)), 0.0),
+    # option echoes and hedges
+    ("default", "to the left or to the right", item(answers=("right",)), 0.0),  # no choices: still a hedge
+    ("default", "the first or the second", item(answers=("second",)), 0.0),
+    ("contains", "Either left or right.", item(answers=("right",)), 0.0),
+    ("default", "right", SIDE, 1.0),
+    ("default", "The spoon is to the right of the cup.", SIDE, 1.0),
+    ("default", "It is on the right, not the left.", SIDE, 1.0),
+    ("default", "left", SIDE, 0.0),
+    ("default", "Left and right", SIDE, 0.0),
+    ("exact", "left right", SIDE, 0.0),
+    ("default", "The writing is handwritten.", HAND, 1.0),
+    ("default", "hand-written", HAND, 1.0),
+    ("default", "It is printed, not handwritten.", HAND, 0.0),
+    ("default", "image 2", WHICH, 1.0),
+    ("default", "The second one; the first shows coffee.", WHICH, 0.0),
+    ("choice", "(A) bottom left or (B) bottom right", HELMET, 0.0),
+    ("choice", "A or B", HELMET, 0.0),
+    ("choice", "The answer is B, bottom left", HELMET, 0.0),
+    ("choice", "Answer: B. bottom right", HELMET, 1.0),
+    ("choice", "It is not at the bottom left; it is at the bottom right.", HELMET, 1.0),
+    ("choice", "bottom right or top left", HELMET, 0.0),
+    ("choice", "top left", CORNER, 1.0),  # "left" inside "top left" is not a second option
+    ("choice", "left", CORNER, 0.0),
+    ("default", "top left", CORNER, 1.0),
+    # yes / no
+    ("choice", "No, you may not park at noon on Saturday.", PARK, 0.0),
+    ("choice", "Yes, you may.", PARK, 1.0),
+    ("choice", "Yes or no, hard to say.", PARK, 0.0),
+    ("default", "Yes, there is no dog but there is a cat.", CAT_YES, 1.0),
+    ("default", "No.", CAT_YES, 0.0),
+    ("default", "yes and no", CAT_YES, 0.0),
+    ("contains", "I cannot say yes", CAT_YES, 0.0),
+    # negation
+    ("contains", "It is not a cat.", item(answers=("cat",)), 0.0),
+    ("contains", "There is no cat in the picture.", item(answers=("cat",)), 0.0),
+    ("contains", "This isn't a cat, it's a dog.", item(answers=("cat",)), 0.0),
+    ("contains", "It's never been a cat", item(answers=("cat",)), 0.0),
+    ("contains", "It's a cat, not a dog.", item(answers=("cat",)), 1.0),
+    ("contains", "Not a dog but a cat", item(answers=("cat",)), 1.0),
+    ("contains", "No doubt it is a cat", item(answers=("cat",)), 1.0),
+    ("contains", "The cat is without a collar", item(answers=("collar",)), 0.0),
+    ("exact", "not cat", item(answers=("cat",)), 0.0),
+    ("numeric", "There are not 24 coins but 23.", item(answers=("24",)), 0.0),
+    ("numeric", "Not 23: there are 24 coins.", item(answers=("24",)), 1.0),
+    ("default", "neither red nor green", item(answers=("green",)), 0.0),
+    # numbers inside longer numbers
+    ("numeric", "117.43", item(answers=("17.43",)), 0.0),
+    ("numeric", "17.430", item(answers=("17.43",)), 1.0),
+    ("contains", "The total is 117.43", item(answers=("17.43",)), 0.0),
+    ("default", "The total is 17.43.", item(answers=("17.43",)), 1.0),
+    ("default", "1743", item(answers=("17.43",)), 0.0),
+    ("numeric", "2024", item(answers=("24",)), 0.0),
+    ("default", "Q44", item(answers=("Q4",)), 0.0),
+    ("numeric", "24 or 25", item(answers=("24",)), 0.0),
+    ("numeric", "between 20 and 30", item(answers=("24",)), 0.0),
+    ("exact", "5", item(answers=("-5",)), 0.0),
+    # units and currency
+    ("numeric", "40 km/h", item(answers=("40 mph",)), 0.0),
+    ("numeric", "40 miles per hour", item(answers=("40 mph",)), 1.0),
+    ("numeric", "7.75 euros", item(answers=("$7.75",)), 0.0),
+    ("numeric", "7.75 cents", item(answers=("$7.75",)), 0.0),
+    ("numeric", "USD 7.75", item(answers=("$7.75",)), 1.0),
+    ("numeric", "$7.75", item(answers=("7.75",)), 1.0),
+    ("numeric", "45%", item(answers=("0.45",)), 1.0),
+    ("numeric", "3 million", item(answers=("3000000",)), 1.0),
+    ("numeric", "20 °C", item(answers=("20 °F",)), 0.0),
+    ("default", "It costs $1,234.50", item(answers=("1234.5",)), 1.0),
+    ("default", "5 kg", item(answers=("5 lb",)), 0.0),
+    ("exact", "6:00 p.m.", item(answers=("6 PM",)), 1.0),
+    ("contains", "Parking is forbidden until 6:00 PM.", SIGN, 1.0),
+    ("contains", "Parking is forbidden until 8 AM or 6 PM.", SIGN, 0.0),
+    # MM-Vet's <AND> and <OR>
+    ("numeric", "x = -1 or x = -5", item(answers=("-1 <AND> -5",)), 1.0),
+    ("numeric", "x = -1", item(answers=("-1 <AND> -5",)), 0.5),
+    ("contains", "It is red and blue", item(answers=("red <AND> blue <AND> green",)), 2 / 3),
+    ("contains", "not red, but blue", item(answers=("red <AND> blue",)), 0.5),
+    ("default", "a puppy", item(answers=("dog<OR>puppy",)), 1.0),
+    ("default", "a cat", item(answers=("dog<OR>puppy",)), 0.0),
+    ("exact", "Dog.", item(answers=("dog <OR> puppy",)), 1.0),
+    # empty and very long predictions
+    ("default", "", item(answers=("cat",)), 0.0),
+    ("contains", "   \n ", item(answers=("cat",)), 0.0),
+    ("contains", LONG_FILLER + "cat", item(answers=("cat",)), 0.0),
+    ("default", LONG_FILLER + "It is handwritten.", HAND, 0.0),
+    ("choice", LONG_FILLER + "bottom right", HELMET, 0.0),
+    ("choice", LONG_FILLER + "Answer: (B)", HELMET, 1.0),  # an explicit letter is read at any length
+    ("numeric", "filler " * 2000 + "so the total is 24", item(answers=("24",)), 1.0),
+    ("numeric", " ".join(str(i) for i in range(1000)), item(answers=("24",)), 0.0),
+    ("exact", "cat " * 5000, item(answers=("cat",)), 0.0),
+    # observation lines copied whole
+    ("default", "TOTAL 17.43 [38, 226, 444, 258]", item(answers=("17.43",)), 0.0),
+    ("contains", "a cat: [10, 20, 30, 40]", item(answers=("cat",)), 0.0),
+    ("numeric", "cat 0.91 [1, 2, 3, 4]", item(answers=("0.91",)), 0.0),
+    ("default", "The box is [10, 20, 30, 40]", item(answers=("[10, 20, 30, 40]",)), 1.0),  # a box asked for
+]
+
+
+@pytest.mark.parametrize("scorer, prediction, it, expected", ADVERSARIAL,
+                         ids=[f"{s}-{k}" for k, (s, *_rest) in enumerate(ADVERSARIAL)])
+def test_adversarial_predictions(scorer, prediction, it, expected):
+    assert get_scorer(scorer).score(prediction, it.answers, it) == pytest.approx(expected)
+
+
+#: (judge reply, score; None: the judge failed). Whatever the prediction, only the final line counts.
+JUDGE_REPLIES = [
+    ("0.7", 0.7),
+    ("Thought: 1 of the 2 parts is right\nFinal Answer: 0.5", 0.5),
+    ("The prediction names 1 of 2 elements.\n0.0", 0.0),
+    ("Score: 1.0", 1.0),
+    ("What is x? | -1 <AND> -5 | x = -1 | 0.5", 0.5),
+    ("0.5\nThe prediction has 1 of 2 parts", None),
+    ("10", None),
+    ("1 out of 1 would be too much; 0.2", None),
+    ("7/10", 0.7),
+]
+
+
+@pytest.mark.parametrize("reply, expected", JUDGE_REPLIES)
+def test_adversarial_judge_replies(reply, expected):
+    judge = JudgeScorer(ScriptedLLM([reply], repeat_last=True), retries=1)
+    it = item("What is x in the equation?", ("-1 <AND> -5",))
+    if expected is None:
+        with pytest.raises(ScoreError):
+            judge.score("x = -1", it.answers, it)
+    else:
+        assert judge.score("x = -1", it.answers, it) == pytest.approx(expected)
+
+
+def test_the_adversarial_table_covers_every_scorer_and_case():
+    used = {s for s, *_ in ADVERSARIAL}
+    assert used == {"default", "exact", "contains", "numeric", "choice"} and len(ADVERSARIAL) + len(JUDGE_REPLIES) >= 60
+    wrong = [row for row in ADVERSARIAL if row[3] == 0.0]
+    assert len(wrong) >= 40

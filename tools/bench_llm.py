@@ -1,5 +1,15 @@
-"""Benchmark the embedded default LLM on CPU: llama.cpp (what mmreact uses) against the same
-GGUF run through transformers (``AutoModelForCausalLM.from_pretrained(dir, gguf_file=...)``).
+"""Benchmark mmreact's two local LLM backends on CPU with the embedded default model: the llama.cpp
+backend (``default``, what mmreact uses) against mmreact's transformers backend (``hf:``) running
+the same GGUF (``AutoModelForCausalLM.from_pretrained(dir, gguf_file=...)``).
+
+What this compares, and what it does not: the figures compare MMREACT'S TWO BACKENDS, not
+llama.cpp with transformers used well. mmreact's transformers backend (``mmreact/llms/hf.py``,
+as of this script) keeps no KV cache from one ``generate`` call to the next and makes two passes
+per constrained ReAct step (decision, then thought), so it processes the whole prompt twice per
+step, while the llama.cpp backend keeps the evaluated prompt prefix between calls. The "prompt
+tokens/s" and "decode tokens/s" rows call each library directly (transformers' ``generate``
+with its own KV cache within one call), so they compare the libraries; the "ReAct step" and
+"end-to-end" rows measure mmreact's backends as shipped.
 
     python tools/bench_llm.py                 # both backends, every measurement
     python tools/bench_llm.py --steps 3       # fewer ReAct steps per backend
@@ -210,8 +220,10 @@ def main() -> None:
         ("end-to-end receipt question (s)", lambda r: r["e2e"]["seconds"], True),
     ]
     print()
+    print("mmreact's two backends (llama.cpp; transformers without a KV cache between calls, prompt processed "
+          "twice per ReAct step); the token/s rows call each library directly.")
     if len(results) == 2:
-        print(f"{'metric':34} {'llama.cpp':>11} {'transformers':>13}   llama.cpp advantage")
+        print(f"{'metric':34} {'llama.cpp':>11} {'hf backend':>13}   ratio (llama.cpp better by)")
         a, b = results["llama.cpp"], results["transformers"]
         for label, get, lower_better in rows:
             x, y = get(a), get(b)

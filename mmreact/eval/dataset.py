@@ -16,10 +16,14 @@ JSONL format (one JSON object per line; blank lines are ignored)::
   (spatial awareness), ``math``, ``know`` (knowledge), ``gen`` (language generation), or any
   other short tag. Long names (``recognition``, ``spatial``, ``knowledge``...) are mapped to the
   short ones so reports group them together.
-- ``scorer`` (optional): ``default``, ``exact``, ``contains``, ``numeric``, ``choice`` or
-  ``judge[:LLMSPEC]`` (see :mod:`mmreact.eval.scorers`). ``mmreact eval --scorer`` overrides it.
-- ``choices`` (optional list of strings): the options of a multiple-choice item, lettered A, B,
-  C... in order; without it the ``choice`` scorer reads ``(A) ...`` options from the question.
+- ``scorer`` (optional): ``default``, ``exact``, ``contains``, ``numeric[:TOL]``, ``choice`` or
+  ``judge:LLMSPEC`` (see :mod:`mmreact.eval.scorers`). ``mmreact eval --scorer`` overrides it.
+- ``choices`` (optional list of strings): the item's options, for multiple-choice and either/or
+  questions ("Is it to the left or to the right?" -> ``["left", "right"]``). The ``choice``
+  scorer letters them A, B, C... in order; every rule-based scorer gives 0 to a prediction that
+  names an option the answers do not name. Without it, options are read from ``(A) ...`` in the
+  question, and yes/no answers imply the options yes and no. They are not shown to the system
+  (write them into the question for that).
 
 MM-Vet's own release loads directly: pass its folder (holding ``mm-vet.json`` and ``images/``)
 or the path of ``mm-vet.json``. That file maps an id to ``{"imagename", "capability",

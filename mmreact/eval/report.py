@@ -6,7 +6,10 @@ Decisions:
   MM-Vet does); a capability's accuracy is the mean over the items tagged with it (an item with
   two tags counts in both).
 - Latency p50/p95 are over items whose system did not raise (an instant failure would flatter
-  the numbers), with linear interpolation between ranks (numpy's default).
+  the numbers), with linear interpolation between ranks (numpy's default). How one item's latency
+  is measured (models loaded first, lock waits subtracted) is :data:`.runner.LATENCY_NOTE`; it is
+  printed under the tables and written into ``report.md`` and ``report.json``. Model load time is
+  its own column (the newest ``load()`` of each system, from ``loads.jsonl``).
 - LLM calls and tokens per item are means over the items that report them; a system without a
   trace shows "-".
 - The plot is drawn on an Agg canvas of its own (never ``pyplot``), so it neither needs a display
@@ -17,13 +20,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .dataset import KNOWN_CAPABILITIES
-from .runner import ItemResult
+from .runner import LATENCY_NOTE, ItemResult, LoadRecord
 
 MARKDOWN_FILE, JSON_FILE, PLOT_FILE = "report.md", "report.json", "accuracy_latency.png"
 
@@ -58,6 +61,9 @@ class SystemSummary:
     latency_p95: float | None = None
     llm_calls: float | None = None
     tokens: float | None = None
+    #: Seconds the system's ``load()`` took before its items ran (``None``: no load recorded).
+    load_seconds: float | None = None
+    load_parts: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -65,9 +71,11 @@ class Report:
     systems: list[SystemSummary]
     #: capability -> number of items tagged with it (the same for every system).
     capabilities: dict[str, int]
+    latency_note: str = LATENCY_NOTE
 
     def to_dict(self) -> dict[str, Any]:
-        return {"capabilities": self.capabilities, "systems": [asdict(s) for s in self.systems]}
+        return {"capabilities": self.capabilities, "systems": [asdict(s) for s in self.systems],
+                "latency_note": self.latency_note}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -80,9 +88,10 @@ class Report:
         return header, rows
 
     def _cost(self) -> tuple[list[str], list[list[str]]]:
-        header = ["system", "items", "p50 s", "p95 s", "LLM calls", "tokens", "errors"]
+        header = ["system", "items", "p50 s", "p95 s", "LLM calls", "tokens", "errors", "load s"]
         rows = [[s.name, str(s.items), _num(s.latency_p50, ".3g"), _num(s.latency_p95, ".3g"),
-                 _num(s.llm_calls, ".2f"), _num(s.tokens, ".0f"), str(s.errors)] for s in self.systems]
+                 _num(s.llm_calls, ".2f"), _num(s.tokens, ".0f"), str(s.errors), _num(s.load_seconds, ".3g")]
+                for s in self.systems]
         return header, rows
 
     def to_markdown(self) -> str:
@@ -90,12 +99,14 @@ class Report:
         for title, (header, rows) in (
             ("Accuracy (%); a capability column covers the items tagged with it (their number in brackets).",
              self._accuracy()),
-            ("Cost per item: latency in seconds, LLM calls (agent steps) and tokens.", self._cost()),
+            ("Cost per item: latency in seconds, LLM calls (agent steps) and tokens; load s: the models' "
+             "load time, once per run.", self._cost()),
         ):
             lines += [title, "", "| " + " | ".join(header) + " |",
                       "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
             lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
             lines.append("")
+        lines += [self.latency_note, ""]
         return "\n".join(lines)
 
     def tables(self) -> list[Any]:
@@ -145,8 +156,9 @@ class Report:
         return out
 
 
-def summarize(results: Sequence[ItemResult]) -> Report:
-    """A :class:`Report` from result records (one per system and item)."""
+def summarize(results: Sequence[ItemResult], loads: Mapping[str, LoadRecord] | None = None) -> Report:
+    """A :class:`Report` from result records (one per system and item) and, optionally, the
+    systems' load records (:func:`.runner.read_loads`)."""
     by_system: dict[str, list[ItemResult]] = {}
     for r in results:
         by_system.setdefault(r.system, []).append(r)
@@ -171,6 +183,8 @@ def summarize(results: Sequence[ItemResult]) -> Report:
             latency_p50=percentile(latencies, 50), latency_p95=percentile(latencies, 95),
             llm_calls=_mean([r.llm_calls for r in rs if r.llm_calls is not None]),
             tokens=_mean([r.tokens for r in rs if r.tokens is not None]),
+            load_seconds=loads[name].seconds if loads and name in loads else None,
+            load_parts=loads[name].parts if loads and name in loads else None,
         ))
     return Report(systems=summaries, capabilities={c: len(cap_items[c]) for c in order})
 

@@ -10,8 +10,15 @@ Decisions:
   of ``microsoft/Florence-2-base``. The ``microsoft/...`` repositories hold remote code with a
   different config and weight layout, which the native class cannot load (and mmreact never sets
   ``trust_remote_code``). ``model=`` / ``MMREACT_DENSE_MODEL`` name another id or a local path.
-- Greedy decoding, at most 256 new tokens (about 25-30 regions); the model card's 3 beams cost
-  about 3x more. Both are constructor options and part of the cache key.
+- Decoding budget: the model card's 1,024 new tokens (``max_new_tokens``; never more than the
+  decoder's position limit, which is 1,024 for Florence-2), so a busy image's list is not cut
+  short; generation stops at the model's end token, so a typical image costs far less. Greedy
+  decoding (``num_beams=1``) rather than the card's 3 beams: each beam is one more sequence
+  decoded at every step. Both are constructor options and part of the cache key.
+- When the budget runs out before the model's end token, the list is cut: the region being
+  written is lost and later ones are never written. The observation then says so (the last
+  line, see :func:`cut_note`) and the artifact has ``"cut": true``; the budget is never hit
+  silently.
 - Regions whose caption is empty (or only a fragment of a location token, which the upstream
   parser yields on degenerate output) are dropped; identical (caption, box) pairs are kept once.
 - The observation lists at most ``max_regions`` regions (the rest is counted); the artifact has all.
@@ -78,12 +85,31 @@ def regions_from_text(processor: Any, text: str, width: int, height: int) -> lis
     return regions
 
 
-def regions_text(image: Image, regions: list[dict[str, Any]], max_regions: int) -> str:
+def cut_note(budget: int) -> str:
+    """The line that ends an observation whose list Florence-2 could not finish within ``budget`` tokens."""
+    return (f"(The list is cut: the captioner used its whole budget of {budget:,} new tokens before it finished, "
+            "so the region it was writing and any after it are missing.)")
+
+
+def regions_text(image: Image, regions: list[dict[str, Any]], max_regions: int, cut_at: int | None = None) -> str:
+    """The observation: size line, one ``caption: [box]`` line per region, and the notes of what is left out."""
     head = size_line(image.width, image.height)
+    note = [cut_note(cut_at)] if cut_at is not None else []
     if not regions:
-        return f"{head}\nRegions: none found."
+        return "\n".join([head, "Regions: none found.", *note])
     lines = [f"{r['caption']}: {fmt_box(r['box'])}" for r in regions]
-    return "\n".join([head, "Regions (caption: [x1, y1, x2, y2]):", *limited(lines, max_regions, "regions")])
+    return "\n".join([head, "Regions (caption: [x1, y1, x2, y2]):", *limited(lines, max_regions, "regions"), *note])
+
+
+def finished(sequence: Any, eos_ids: set[int], budget: int) -> bool:
+    """Whether the model ended a generated decoder sequence (decoder start token first) by itself.
+
+    Florence-2's generation config forces the end token at the last position the budget allows
+    (``forced_eos_token_id``), so an end token there marks a cut, not a finish.
+    """
+    tokens = [int(t) for t in list(sequence)]
+    first = next((i for i in range(1, len(tokens)) if tokens[i] in eos_ids), None)
+    return first is not None and first < budget
 
 
 class DenseCaptionTool(HFExpertTool):
@@ -98,11 +124,13 @@ class DenseCaptionTool(HFExpertTool):
     model_class = "Florence2ForConditionalGeneration"
     load_hint = "it must be a transformers-native Florence-2 checkpoint such as florence-community/Florence-2-base"
 
-    def __init__(self, model: str | None = None, device: str | None = None, *, max_new_tokens: int = 256,
+    def __init__(self, model: str | None = None, device: str | None = None, *, max_new_tokens: int = 1024,
                  num_beams: int = 1, max_regions: int = 30, batch_size: int = 4,
                  static_cache: bool | None = None) -> None:
-        """``static_cache``: decode with transformers' static KV cache (``None``: on GPU only,
-        where it cut Florence-2-base's 128-token decode from 536 to 220 ms on an H200)."""
+        """``static_cache``: decode with transformers' static KV cache (``None``: on GPU only).
+        Figure behind that default, not measured by mmreact: the project's environment notes
+        (``ENVIRONMENT.md``) record a random-weight Florence-2-base decoding 128 tokens in 536 ms
+        eager and 220 ms with the static cache, bf16 on one H200."""
         super().__init__(model=model, device=device)
         self.static_cache = static_cache
         if min(max_new_tokens, num_beams, max_regions, batch_size) < 1:
@@ -111,7 +139,7 @@ class DenseCaptionTool(HFExpertTool):
         self.num_beams = num_beams
         self.max_regions = max_regions
         self.batch_size = batch_size
-        self.cache_version = f"{self.cache_version}:{max_new_tokens}:{num_beams}:{max_regions}"
+        self.cache_version = f"{self.cache_version}:{max_new_tokens}:{num_beams}:{max_regions}:cut-note"
 
     def run(self, image: Image) -> Observation:
         """Describe the regions of one image.
@@ -133,6 +161,7 @@ class DenseCaptionTool(HFExpertTool):
 
         bundle = self._loaded
         assert bundle is not None, "setup() has not run"
+        budget = self.budget(bundle.model)
         with bundle.lock, torch.inference_mode():
             inputs = bundle.processor(text=[TASK] * len(images), images=[im.pil for im in images],
                                       return_tensors="pt")
@@ -140,10 +169,25 @@ class DenseCaptionTool(HFExpertTool):
                 input_ids=inputs["input_ids"].to(bundle.device),
                 attention_mask=inputs["attention_mask"].to(bundle.device),
                 pixel_values=inputs["pixel_values"].to(bundle.device, bundle.dtype),
-                max_new_tokens=self.max_new_tokens, num_beams=self.num_beams, do_sample=False,
+                max_new_tokens=budget, num_beams=self.num_beams, do_sample=False,
                 **self._cache_options(bundle.device),
             )
             texts = bundle.processor.batch_decode(ids, skip_special_tokens=False)
             per_image = [regions_from_text(bundle.processor, t, im.width, im.height) for t, im in zip(texts, images)]
-        return [Observation(text=regions_text(im, regions, self.max_regions), artifact={"regions": regions})
-                for im, regions in zip(images, per_image)]
+            eos = bundle.model.generation_config.eos_token_id
+            eos_ids = {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]) if e is not None}
+            cut = [bool(eos_ids) and not finished(seq, eos_ids, budget) for seq in ids]
+        out = []
+        for im, regions, was_cut in zip(images, per_image, cut):
+            artifact: dict[str, Any] = {"regions": regions}
+            if was_cut:
+                artifact["cut"] = True
+            out.append(Observation(text=regions_text(im, regions, self.max_regions, budget if was_cut else None),
+                                   artifact=artifact))
+        return out
+
+    def budget(self, model: Any) -> int:
+        """New tokens allowed: ``max_new_tokens``, at most the decoder's position limit."""
+        config = getattr(getattr(model, "config", None), "text_config", None)
+        limit = getattr(config, "max_position_embeddings", None)
+        return min(self.max_new_tokens, int(limit)) if isinstance(limit, int) and limit > 0 else self.max_new_tokens
