@@ -241,6 +241,8 @@ def test_retry_errors_and_corrupt_lines(evalset, tmp_path):
     items = load_jsonl(evalset)
     system = Transient()
     run_eval(items, {"s": system}, tmp_path, progress=False)
+    kept = run_eval(items, {"s": system}, tmp_path, progress=False)  # resuming without retry_errors
+    assert [r.status for r in kept] == ["answered", "error", "answered"] and len(lines_of(tmp_path)) == 3
     results = run_eval(items, {"s": system}, tmp_path, progress=False, retry_errors=True)
     assert [r.status for r in results] == ["answered"] * 3 and results[1].score == 1.0
     assert len(lines_of(tmp_path)) == 4  # the error line stays; the newest record wins
