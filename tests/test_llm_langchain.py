@@ -243,6 +243,27 @@ def test_chat_model_wraps_the_embedded_smollm2() -> None:
     assert reply.content == "".join(pieces)  # greedy decoding: the same text either way
 
 
+@pytest.mark.slow
+def test_the_embedded_default_answers_as_a_chat_model() -> None:
+    """``MMReactChatModel(llm="default")`` with no tools bound is a chat model: a plain reply, never
+    the agent's step format (it used to answer "Thought: ... Final Answer: ...")."""
+    pytest.importorskip("llama_cpp")
+    chat = MMReactChatModel(llm="default", max_tokens=40)
+    reply = chat.invoke("What is the capital of France?").content
+    assert isinstance(reply, str) and reply.strip()
+    for marker in ("Thought:", "Final Answer:", "Action:"):
+        assert marker not in reply, reply
+    seen: list[LLMRequest] = []
+
+    class Spy(ScriptedLLM):
+        def complete(self, request: LLMRequest):  # noqa: ANN201
+            seen.append(request)
+            return super().complete(request)
+
+    MMReactChatModel(llm=Spy(["Paris."])).invoke("What is the capital of France?")
+    assert seen[0].kind == "text" and seen[0].tools == ()
+
+
 class TestMMReactChatModelStandard(ChatModelUnitTests):
     """``langchain_tests``' standard unit tests for chat models."""
 
