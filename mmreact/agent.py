@@ -11,11 +11,13 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import prefetch as prefetching
 from . import prompts, protocol, render
 from .errors import ConfigError, LLMError, MMReactError, one_line
 from .images import Image, ImagePolicy, ImageSource, ImageTable
 from .llms.base import LLM, LLMRequest, Message
 from .observation import Observation, utf8_text
+from .prefetch import Policy
 from .tools import ArgumentError, Tool
 from .trace import CallRecord, ImageRecord, StepRecord, Trace
 
@@ -84,6 +86,8 @@ class Agent:
             calls all failed) the run stops with status ``"too_many_errors"`` (1: at the first).
         tool_timeout: seconds one step's tool calls may take, together (they run concurrently and
             share one deadline), before the unfinished ones are reported to the model as timed out.
+        prefetch: which experts start on new images before the model asks (``"auto"``, ``"none"``,
+            ``"all"`` or tool names; see :mod:`mmreact.prefetch`).
         image_policy: size limits and an optional allowed folder for image files
             (default: :meth:`ImagePolicy.from_env`).
     """
@@ -98,6 +102,7 @@ class Agent:
         tool_timeout: float | None = None,
         system_prompt: str | None = None,
         image_policy: ImagePolicy | None = None,
+        prefetch: Policy = "auto",
     ) -> None:
         from .llms import load_llm
         from .registry import resolve_tools
@@ -116,24 +121,32 @@ class Agent:
         self.tool_timeout = tool_timeout
         self.system_prompt = system_prompt or prompts.system_prompt(self.tools, thoughts=self.llm.writes_thoughts)
         self.image_policy = image_policy
+        self.prefetch = prefetching.validate(prefetch, self.tools)
+        self._prefetch_tools = prefetching.choose(self.prefetch, self.tools, self.llm)
 
     def load(self) -> dict[str, float]:
-        """Load the LLM and every tool's model now, instead of lazily in the first run.
+        """Load the LLM and every tool's model now, instead of lazily in the first run; the LLM
+        loads alongside the tools (transformers checkpoints load one after another).
 
         Returns the seconds each part took (``"llm"`` and each tool's name). A tool that cannot
         load here (weights missing) is left to fail as an observation when it is called.
         """
         timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        self.llm.load()
-        timings["llm"] = time.perf_counter() - t0
-        for t in self.tools:
+
+        def timed(name: str, load: Callable[[], Any]) -> None:
             t0 = time.perf_counter()
             try:
-                t.ensure_ready()
-            except Exception:  # noqa: BLE001 - reported when the model calls the tool
-                continue
-            timings[t.name] = time.perf_counter() - t0
+                load()
+            except Exception:  # noqa: BLE001 - a tool's failure shows when the model calls it
+                if name == "llm":
+                    raise
+                return
+            timings[name] = time.perf_counter() - t0
+
+        llm = _executor().submit(timed, "llm", self.llm.load)
+        for t in self.tools:
+            timed(t.name, t.ensure_ready)
+        llm.result()
         return timings
 
     def chat(self) -> Chat:
@@ -167,19 +180,22 @@ class Agent:
                 )
         return tool, bound, tool.canonical(bound)
 
-    def _execute(self, tool: Tool, bound: dict[str, Any], canonical: str, images: ImageTable) -> CallRecord:
+    def _execute(self, tool: Tool, bound: dict[str, Any], canonical: str, images: ImageTable,
+                 ahead: prefetching.Prefetch | None = None) -> CallRecord:
         resolved = {k: (images.get(v) if k in tool.image_params else v) for k, v in bound.items()}
         t0 = time.perf_counter()
-        cached = False
+        source = "computed"
         try:
-            obs, cached = tool.invoke_cached(resolved)
+            obs, source = tool.invoke_shared(resolved)
         except MMReactError as exc:
             obs = Observation.failure(f"{tool.name} could not run: {one_line(exc)}")
         except Exception as exc:  # noqa: BLE001 - a tool that raises becomes an observation
             obs = Observation.failure(f"{tool.name} failed: {one_line(exc)}")
+        reused = (None if source == "computed" else
+                  "prefetch" if ahead is not None and ahead.answered(canonical, source) else "cache")
         return CallRecord(
             tool=tool.name, call=canonical, args=bound, text=obs.text, artifact=obs.artifact,
-            error=obs.error, reused="cache" if cached else None, seconds=time.perf_counter() - t0,
+            error=obs.error, reused=reused, seconds=time.perf_counter() - t0,
         )
 
     def _run_calls(self, calls: Sequence[protocol.Call], session: Chat) -> list[CallRecord]:
@@ -203,13 +219,14 @@ class Agent:
             else:
                 todo[canonical] = (i, tool, bound)
         ran: dict[str, CallRecord] = {}
+        ahead = session.prefetch
         if len(todo) == 1 and self.tool_timeout is None:
             ((canonical, (_, tool, bound)),) = todo.items()
-            ran[canonical] = self._execute(tool, bound, canonical, session.images)
+            ran[canonical] = self._execute(tool, bound, canonical, session.images, ahead)
         elif todo:
             pool = _executor()
             started = time.monotonic()
-            futures = {canonical: pool.submit(self._execute, tool, bound, canonical, session.images)
+            futures = {canonical: pool.submit(self._execute, tool, bound, canonical, session.images, ahead)
                        for canonical, (_, tool, bound) in todo.items()}
             for canonical, fut in futures.items():
                 i, tool, _ = todo[canonical]
@@ -246,6 +263,8 @@ class Chat:
         self.messages: list[Message] = [Message("system", agent.system_prompt)]
         self.memo: dict[str, CallRecord] = {}
         self.turns: list[Result] = []
+        #: The calls started ahead of the model for the current turn (see :mod:`mmreact.prefetch`).
+        self.prefetch = prefetching.Prefetch()
 
     def _repr_html_(self) -> str:
         from .notebook import chat_html
@@ -293,6 +312,9 @@ class Chat:
             self.memo = memo_before
             self.images.truncate(before)
 
+        self.prefetch = prefetching.Prefetch()
+        if agent._prefetch_tools and new:
+            self.prefetch.start(agent._prefetch_tools, new, self.images, _executor())
         self.messages.append(Message("user", render.question_text(question, new, self.images)))
         steps: list[StepRecord] = []
         failures = 0
@@ -307,6 +329,7 @@ class Chat:
                 steps=tuple(steps), answer=answer, status=status if answer is None else "answered",
                 message=None if answer is not None else message, llm=agent.llm.name,
                 seconds=time.perf_counter() - started,
+                prefetched=self.prefetch.records({c.call for s in steps for c in s.calls if not c.error}),
             )
 
         for index in range(1, agent.max_steps + 1):

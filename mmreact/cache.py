@@ -2,6 +2,12 @@
 
 Bounded in memory (LRU). Set ``MMREACT_CACHE_DIR`` (or call :func:`configure`) to also persist
 entries on disk as small JSON files, so a later process re-runs no model either.
+
+A result being computed is shared too (:meth:`ResultCache.compute`): a second request for the
+same key while the first one runs (a prefetch job and the model's own call, or two chats asking
+the same expert about the same image) waits for it instead of running the model twice. Only
+successes are shared and stored; a failed or failing computation is a miss, and the waiter runs
+the tool itself.
 """
 
 from __future__ import annotations
@@ -11,8 +17,10 @@ import json
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .observation import Observation
 
@@ -23,6 +31,7 @@ class ResultCache:
         self.directory = Path(directory).expanduser() if directory else None
         self._mem: OrderedDict[str, Observation] = OrderedDict()
         self._lock = threading.Lock()
+        self._running: dict[str, Future[Observation]] = {}
         self.hits = 0
         self.misses = 0
 
@@ -56,6 +65,48 @@ class ResultCache:
         with self._lock:
             self.misses += 1
         return None
+
+    def compute(self, key: str, produce: Callable[[], Observation]
+                ) -> tuple[Observation, Literal["computed", "cache", "waited"]]:
+        """The cached observation for ``key``, the one another thread is computing right now (waited
+        for), or ``produce()``'s, stored when it succeeds. Says which of the three it was."""
+        while True:
+            obs = self.get(key)
+            if obs is not None:
+                return obs, "cache"
+            with self._lock:
+                running = self._running.get(key)
+                if running is None:
+                    mine: Future[Observation] = Future()
+                    self._running[key] = mine
+            if running is None:
+                break
+            try:
+                obs = running.result()
+            except BaseException:  # noqa: BLE001 - the other computation failed: a miss, run it here
+                continue
+            if not obs.error:
+                return obs, "waited"
+            with self._lock:  # it failed gently: run it here (once the other one has let go)
+                if self._running.get(key) is running:
+                    del self._running[key]
+        try:
+            obs = produce()
+        except BaseException as exc:
+            mine.set_exception(exc)
+            raise
+        finally:
+            with self._lock:
+                if self._running.get(key) is mine:
+                    del self._running[key]
+        self.put(key, obs)
+        mine.set_result(obs)
+        return obs, "computed"
+
+    def running(self) -> int:
+        """How many computations are in flight right now."""
+        with self._lock:
+            return len(self._running)
 
     def put(self, key: str, obs: Observation) -> None:
         if obs.error:

@@ -61,6 +61,8 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole trace as JSON.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show each step as it happens (on stderr).")] = False,
     save_annotated: AnnotatedOpt = None,
+    prefetch: Annotated[str, typer.Option("--prefetch", help="Experts to start on the images before the model "
+                                          "asks: auto, none, all, or tool names (a,b).")] = "auto",
 ) -> None:
     """Ask a question about one or more images; print the answer."""
     from .agent import Agent
@@ -75,7 +77,7 @@ def ask(
             from .annotate import image_format
 
             image_format(save_annotated)  # a bad path fails now, not after the run
-        agent = Agent(llm=llm, tools=parse_tool_list(tools), max_steps=max_steps)
+        agent = Agent(llm=llm, tools=parse_tool_list(tools), max_steps=max_steps, prefetch=prefetch)
         console = _err_console() if verbose else None
         if console is not None:
             from .registry import plugin_failures

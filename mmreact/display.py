@@ -35,7 +35,7 @@ def step_text(step: StepRecord) -> str:
     if step.thought:
         lines.append(f"  Thought: {step.thought}")
     for c in step.calls:
-        tag = {"repeat": " [repeated call]", "cache": " [cached]"}.get(c.reused or "", "")
+        tag = {"repeat": " [repeated call]", "cache": " [cached]", "prefetch": " [prefetched]"}.get(c.reused or "", "")
         lines.append(f"  Action: {c.call}{tag}  ({c.seconds * 1000:.0f} ms)")
         lines.append(_indent(c.text))
     if step.error:
@@ -51,6 +51,10 @@ def trace_text(trace: Trace) -> str:
     for im in trace.images:
         head.append(f"  {im.handle}: {im.source} ({im.width}x{im.height})")
     body = [step_text(s) for s in trace.steps]
+    for p in trace.prefetched:
+        state = "running when the turn ended" if p.seconds is None else f"{p.seconds * 1000:.0f} ms"
+        use = "used" if p.used else "unused"
+        body.append(f"Prefetched {p.call} ({use}, {state}{'; failed: ' + p.error if p.error else ''})")
     tokens = f", {trace.tokens} tokens" if trace.tokens is not None else ""
     tail = (
         f"Answer: {trace.answer}" if trace.answer is not None else f"No answer ({trace.status}): {trace.message}"

@@ -98,7 +98,7 @@ def png_data_uri(image: PILImage.Image, max_width: int = MAX_IMAGE_WIDTH) -> str
 
 # -- pieces ------------------------------------------------------------------------------------
 def call_body(call: CallRecord) -> str:
-    tag = {"repeat": ", repeated call", "cache": ", cached"}.get(call.reused or "", "")
+    tag = {"repeat": ", repeated call", "cache": ", cached", "prefetch": ", prefetched"}.get(call.reused or "", "")
     css = "mmr-call mmr-err" if call.error else "mmr-call"
     return (f'<div class="{css}">Action: <code>{_e(call.call)}</code> '
             f'<span class="mmr-meta">({_ms(call.seconds)}{tag})</span>'
@@ -151,6 +151,11 @@ def trace_body(trace: Trace, *, outcome: bool = True) -> str:
     if images:
         out.append(f"<div>Images: {images}</div>")
     out.append('<ol class="mmr-steps">' + "".join(step_body(s) for s in trace.steps) + "</ol>")
+    if trace.prefetched:
+        items = "; ".join(f"{_e(p.call)} ({'used' if p.used else 'unused'}"
+                          f"{'' if p.seconds is None else ', ' + _ms(p.seconds)}{', failed' if p.error else ''})"
+                          for p in trace.prefetched)
+        out.append(f'<div class="mmr-meta">Prefetched: {items}</div>')
     if outcome:
         out.extend([_outcome(trace), _summary(trace)])
     return "".join(out)

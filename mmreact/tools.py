@@ -244,21 +244,24 @@ class Tool:
         return self.invoke_cached(arguments)[0]
 
     def invoke_cached(self, arguments: dict[str, Any]) -> tuple[Observation, bool]:
-        """Like :meth:`invoke`; also says whether the shared result cache answered."""
-        if not self.cacheable:
+        """Like :meth:`invoke`; also says whether the shared result cache answered (a result
+        another thread was computing, and that this call waited for, counts as cached)."""
+        obs, source = self.invoke_shared(arguments)
+        return obs, source != "computed"
+
+    def invoke_shared(self, arguments: dict[str, Any]) -> tuple[Observation, str]:
+        """Like :meth:`invoke`; also says where the result came from: ``"computed"`` here,
+        ``"cache"`` (the shared result cache) or ``"waited"`` (the same call was running in another
+        thread, e.g. a prefetch, and this one waited for it). Non-cacheable tools always compute."""
+        def produce() -> Observation:
             self.ensure_ready()
-            return Observation.coerce(self._fn(**arguments)), False
+            return Observation.coerce(self._fn(**arguments))
+
+        if not self.cacheable:
+            return produce(), "computed"
         from .cache import ResultCache, result_cache
 
-        cache = result_cache()
-        key = ResultCache.key(self.name, self.cache_identity(), arguments)
-        hit = cache.get(key)
-        if hit is not None:
-            return hit, True
-        self.ensure_ready()
-        obs = Observation.coerce(self._fn(**arguments))
-        cache.put(key, obs)
-        return obs, False
+        return result_cache().compute(ResultCache.key(self.name, self.cache_identity(), arguments), produce)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Observation:
         """Call directly from Python: images may be paths, PIL images or numpy arrays."""

@@ -25,8 +25,9 @@ class CallRecord(_Frozen):
     artifact: Any = None
     error: bool = False
     #: ``"repeat"`` when an identical earlier call's observation was reused,
-    #: ``"cache"`` when the process-wide result cache answered, else ``None``.
-    reused: Literal["repeat", "cache"] | None = None
+    #: ``"cache"`` when the process-wide result cache answered, ``"prefetch"`` when a job started
+    #: ahead of the model's call (see :mod:`mmreact.prefetch`) answered it, else ``None``.
+    reused: Literal["repeat", "cache", "prefetch"] | None = None
     seconds: float = 0.0
 
     def _repr_html_(self) -> str:
@@ -64,6 +65,19 @@ class StepRecord(_Frozen):
         return step_html(self)
 
 
+class PrefetchRecord(_Frozen):
+    """A tool call started when the images arrived, before the model asked (see :mod:`mmreact.prefetch`)."""
+
+    tool: str
+    call: str
+    #: Whether the model made this call in the turn (its record then says ``reused="prefetch"``).
+    used: bool
+    #: How long the job ran; ``None`` when it was still running as the turn ended.
+    seconds: float | None = None
+    #: Why the job failed (then the model's own call ran the tool itself).
+    error: str | None = None
+
+
 class ImageRecord(_Frozen):
     handle: str
     source: str
@@ -84,6 +98,8 @@ class Trace(_Frozen):
     message: str | None = None
     llm: str = ""
     seconds: float = 0.0
+    #: Calls started ahead of the model on this turn's new images, used or not.
+    prefetched: tuple[PrefetchRecord, ...] = ()
 
     @property
     def llm_seconds(self) -> float:

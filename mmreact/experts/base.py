@@ -65,8 +65,12 @@ def select_dtype(device: str) -> Any:
     return torch.float32
 
 
-def shared(key: Any, loader: Callable[[], T]) -> T:
-    """Load a model once per process (per ``key``) and share it across agents and threads."""
+def shared(key: Any, loader: Callable[[], T], *, exclusive: bool = True) -> T:
+    """Load a model once per process (per ``key``) and share it across agents and threads.
+
+    ``exclusive`` loaders (transformers, torch) run one at a time; a loader that touches neither
+    (llama.cpp) passes ``False`` and loads alongside them.
+    """
     model = _models.get(key)
     if model is not None:
         return model
@@ -75,7 +79,10 @@ def shared(key: Any, loader: Callable[[], T]) -> T:
     with lock:
         model = _models.get(key)
         if model is None:
-            with _load_lock:
+            if exclusive:
+                with _load_lock:
+                    model = loader()
+            else:
                 model = loader()
             _models[key] = model
     return model

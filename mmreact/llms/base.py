@@ -85,6 +85,12 @@ class LLM(abc.ABC):
     #: Whether agent steps start with a thought. Backends that decide without one (the embedded
     #: default) set ``False``: the system prompt then shows the format without a thought.
     writes_thoughts: bool = True
+    #: Whether the model computes on this machine (llama.cpp, transformers): prefetching experts
+    #: alongside it competes for the same cores (see :mod:`mmreact.prefetch`).
+    runs_locally: bool = False
+    #: Whether the first step of a question must call a tool when one is allowed (a grammar rule
+    #: of the embedded default), so that a lone tool's call is certain before the model runs.
+    first_step_acts: bool = False
 
     @abc.abstractmethod
     def complete(self, request: LLMRequest) -> Completion:

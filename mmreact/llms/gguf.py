@@ -208,9 +208,15 @@ class GGUFLLM(LLM):
         resolved = check_gguf(path)
         return _instance(("gguf", str(resolved)), lambda: cls(resolved))
 
+    runs_locally = True
+
     @property
     def writes_thoughts(self) -> bool:
         return self.options.thought or not self.constrained
+
+    @property
+    def first_step_acts(self) -> bool:
+        return self.constrained and self.options.force_action
 
     # -- loading ---------------------------------------------------------------------------
     def _loaded(self) -> _Loaded:
@@ -220,7 +226,7 @@ class GGUFLLM(LLM):
 
         decision = extra_bufts()
         return shared(("gguf", str(self.path), self.n_ctx, self.n_threads, decision.enabled),
-                      lambda: _load(self.path, self.n_ctx, self.n_threads, decision))
+                      lambda: _load(self.path, self.n_ctx, self.n_threads, decision), exclusive=False)
 
     def load(self) -> None:
         self._loaded()

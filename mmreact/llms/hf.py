@@ -234,9 +234,15 @@ class HFLLM(LLM):
                 llm = _instances[model] = cls(model)
             return llm
 
+    runs_locally = True
+
     @property
     def writes_thoughts(self) -> bool:
         return self.options.thought or not self.constrained
+
+    @property
+    def first_step_acts(self) -> bool:
+        return self.constrained and self.options.force_action
 
     def _loaded(self) -> _Loaded:
         from ..experts.base import select_device, shared
