@@ -257,6 +257,16 @@ def eval_(
         typer.echo("(no plot: install matplotlib for accuracy_latency.png)", err=True)
 
 
+def _add_datagen() -> None:
+    """``mmreact datagen ...`` (mmreact/datagen/cli.py; imports nothing heavy until a command runs)."""
+    from .datagen.cli import app as datagen_app
+
+    app.add_typer(datagen_app, name="datagen")
+
+
+_add_datagen()
+
+
 def main() -> None:
     try:
         app()
