@@ -34,7 +34,6 @@ import numpy as np
 from ..errors import ConfigError
 from .config import DatagenConfig, Price
 from .context import Context
-from .records import Record
 from .stages import ImageTask, Job, expert_stage, llm_stage
 
 __all__ = ["run_ray", "ExpertStage", "LLMStage"]
@@ -60,20 +59,23 @@ def job_from_json(text: str) -> Job:
 class ExpertStage:
     """Ray Data callable class: one set of experts per actor; a batch of images in, jobs out."""
 
-    def __init__(self, tools: Sequence[str], config: DatagenConfig, fingerprint: str, done: Sequence[str],
-                 annotations: dict[str, Any] | None) -> None:
+    def __init__(self, tools: Sequence[str], config: DatagenConfig, fingerprint: str,
+                 done: Sequence[Sequence[str]], annotations: dict[str, Any] | None, seen: dict[str, str]) -> None:
         from ..registry import resolve_tools
 
         self.tools = resolve_tools(list(tools))
         self.config = config
         self.fingerprint = fingerprint
-        self.done = frozenset(done)
+        self.done = frozenset((str(i), str(image)) for i, image in done)
         self.annotations = annotations
+        self.seen = seen
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tasks = [ImageTask(str(p), str(i)) for p, i in zip(batch["path"], batch["image"])]
+        # ``seen`` holds the store's images only (claim=False): actors see their batches in no set
+        # order, so an image is not claimed here; copies within one run are rejected on reading.
         jobs, records = expert_stage(tasks, self.tools, self.config, self.fingerprint, done=self.done,
-                                     annotations=self.annotations)
+                                     annotations=self.annotations, seen=self.seen, claim=False)
         rows = [{"id": j.id, "job": job_to_json(j), "record": ""} for j in jobs]
         rows += [{"id": r.id, "job": "", "record": r.to_json()} for r in records]
         return _rows(rows)
@@ -152,6 +154,18 @@ def _shard_sink(path: str) -> Any:
     return ShardSink(path)
 
 
+def _keys(path: Any) -> set[tuple[str, str]]:
+    """(id, image) of every record line in a shard (a torn line is skipped, as the store does)."""
+    out = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            data = json.loads(line)
+            out.add((str(data["id"]), str(data["image"])))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
 def _check_picklable(llm: Any) -> None:
     from ..llms import LLM
 
@@ -181,7 +195,7 @@ def run_ray(prep: Any, tasks: Sequence[ImageTask], *, batch_size: int = 8, max_c
         return tally, None, {}
     try:
         import ray
-        from ray.data import DataContext
+        from ray.data import ActorPoolStrategy, DataContext
     except ImportError:
         raise ConfigError("The Ray engine needs Ray Data: pip install 'mmreact[ray]'.") from None
     _check_picklable(prep.llm_source)
@@ -200,21 +214,21 @@ def run_ray(prep: Any, tasks: Sequence[ImageTask], *, batch_size: int = 8, max_c
     items = [{"path": t.path, "image": t.image} for t in tasks]
     ds = ray.data.from_items(items, override_num_blocks=max(1, math.ceil(len(items) / batch_size)))
     ds = ds.map_batches(
-        ExpertStage, batch_size=batch_size, batch_format="numpy", concurrency=expert_workers,
+        ExpertStage, batch_size=batch_size, batch_format="numpy", compute=ActorPoolStrategy(size=expert_workers),
         num_cpus=cpus_per_worker, num_gpus=num_gpus or None,
         fn_constructor_kwargs={"tools": [t.name for t in prep.tools], "config": prep.config,
                                "fingerprint": prep.fingerprint_id, "done": sorted(prep.done),
-                               "annotations": prep.annotations})
+                               "annotations": prep.annotations, "seen": prep.seen})
     ds = ds.map_batches(
-        LLMStage, batch_size=1, batch_format="numpy", concurrency=llm_workers, num_cpus=cpus_per_worker,
+        LLMStage, batch_size=1, batch_format="numpy", compute=ActorPoolStrategy(size=llm_workers),
+        num_cpus=cpus_per_worker,
         fn_constructor_kwargs={"llm": prep.llm_source, "prompts": prep.prompts, "cleanup": prep.cleanup,
                                "config": prep.config, "fingerprint": prep.fingerprint_id, "budget": budget})
     ds.write_datasink(_shard_sink(str(prep.store.shard_dir)))
-    for f in prep.store.files():
-        if f not in before:
-            for line in f.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    tally.add(Record.from_dict(json.loads(line)))
+    new = {key for f in prep.store.files() if f not in before for key in _keys(f)}
+    for record in prep.store.records():  # read back: duplicates across actors are marked now
+        if (record.id, record.image) in new:
+            tally.add(record)
     stopped = None
     if budget is not None:
         _, skipped = ray.get(budget.stats.remote())

@@ -11,7 +11,8 @@
   content is a list of parts (the image as a base64 ``data:`` URL in the first user message, or
   its path with ``image_url="path"``), so all rows share one schema.
 
-Rejected and error records are skipped; each id is exported once (the first accepted record).
+Rejected and error records are skipped; each id is exported once. Rows are ordered by image path
+and kind, so both engines export the same file.
 Every conversation is checked before it is written: it starts with a human turn, turns alternate,
 and exactly one ``<image>`` appears, at the start.
 """
@@ -120,7 +121,8 @@ def export(out: str | Path, fmt: str = "llava", dest: str | Path | None = None, 
         raise ConfigError(f"image_url must be base64 or path, got '{image_url}'.")
     store = Store.existing(out)
     root = Path(images_dir or store.run_info().get("images_dir") or ".").expanduser()
-    records = store.records()
+    # By image and kind: the same file whichever engine (and worker order) wrote the store.
+    records = sorted(store.records(), key=lambda r: (r.image, r.kind, r.id))
     seen: set[str] = set()
     rows: list[dict[str, Any]] = []
     rejected = errors = repeated = invalid = 0

@@ -36,7 +36,7 @@ class Prepared:
     cleanup: FewShot | None
     fingerprint: dict[str, Any]
     fingerprint_id: str
-    done: set[str]
+    done: set[tuple[str, str]]
     done_by_image: dict[str, set[str]]
     seen: dict[str, str]
     annotations: dict[str, dict[str, Any]] | None

@@ -93,14 +93,15 @@ def _run_tool(tool: Any, images: list[Any]) -> list[Any]:
 
 
 def expert_stage(tasks: Sequence[ImageTask], tools: Sequence[Any], config: DatagenConfig, fingerprint: str, *,
-                 done: set[str] | frozenset[str] = frozenset(),
+                 done: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset(),
                  annotations: Mapping[str, Mapping[str, Any]] | None = None,
-                 seen: dict[str, str] | None = None) -> tuple[list[Job], list[Record]]:
+                 seen: Mapping[str, str] | None = None, claim: bool = True) -> tuple[list[Job], list[Record]]:
     """Jobs for the LLM, and the records that need none (see the module notes).
 
-    ``done`` holds ids already in the store (skipped); ``annotations`` maps an image path to a
-    context dict (a user's own labels); ``seen`` (pixel hash -> image path, updated here) lets the
-    local engine reject a duplicate image before spending an LLM call on it.
+    ``done`` holds the (id, image) pairs already in the store (skipped); ``annotations`` maps an
+    image path to a user's own labels; ``seen`` (pixel hash -> the image that owns those pixels)
+    rejects a duplicate image before an LLM call is spent on it; with ``claim`` (the local engine,
+    which sees images in order) the images read here are added to it.
     """
     from ..images import load_image
 
@@ -112,13 +113,15 @@ def expert_stage(tasks: Sequence[ImageTask], tools: Sequence[Any], config: Datag
             img = load_image(task.path)
         except ImageError as exc:
             records += [_error(task.image, k, str(exc), fingerprint) for k in config.kinds
-                        if error_id(task.image, k) not in done]
+                        if (error_id(task.image, k), task.image) not in done]
             continue
-        kinds = [k for k in config.kinds if record_id(img.sha256, k) not in done]
+        kinds = [k for k in config.kinds if (record_id(img.sha256, k), task.image) not in done]
         if not kinds:
             continue
         if seen is not None:
-            owner = seen.setdefault(img.sha256, task.image)
+            owner = seen.get(img.sha256, task.image)
+            if claim and isinstance(seen, dict):
+                seen.setdefault(img.sha256, task.image)
             if owner != task.image:
                 records += [Record(id=record_id(img.sha256, k), image=task.image, kind=k, status="rejected",
                                    image_sha256=img.sha256, width=img.width, height=img.height,

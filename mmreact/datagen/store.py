@@ -209,14 +209,15 @@ class Store:
                 out[i] = r  # a later try (error or not) replaces an error
         return mark_duplicates(out)
 
-    def progress(self, retry_errors: bool = False) -> tuple[set[str], dict[str, set[str]]]:
-        """Ids that are done, and the kinds done per image path (to skip whole images unread)."""
-        done: set[str] = set()
+    def progress(self, retry_errors: bool = False) -> tuple[set[tuple[str, str]], dict[str, set[str]]]:
+        """The (id, image) pairs that are done, and the kinds done per image path (to skip whole
+        images unread)."""
+        done: set[tuple[str, str]] = set()
         by_image: dict[str, set[str]] = {}
         for r in self.records():
             if r.status == "error" and retry_errors:
                 continue
-            done.add(r.id)
+            done.add((r.id, r.image))
             by_image.setdefault(r.image, set()).add(r.kind)
         return done, by_image
 

@@ -212,18 +212,18 @@ def make_templates(items: list[dict[str, Any]], images_dir: str | Path, out: str
             img = cache[rel]
             if isinstance(img, ImageError):
                 rid = error_id(rel, f"{kind}-{key}")
-                if rid not in done:
+                if (rid, rel) not in done:
                     store.append(Record(id=rid, image=rel, kind=kind, status="error", error=str(img), config=fp_id))
                     written += 1
                 continue
             rid = f"{img.sha256[:16]}-{kind}-{key}"
-            if rid in done:
+            if (rid, rel) in done:
                 skipped += 1
                 continue
             text, answer = instruction(item, img.width, img.height, seed=seed, key=rid)
             record = Record(id=rid, image=rel, kind=kind, image_sha256=img.sha256, width=img.width,
                             height=img.height, pairs=({"question": text, "answer": answer},), config=fp_id)
             store.append(apply_filters(record))
-            done.add(rid)
+            done.add((rid, rel))
             written += 1
     return written, skipped
