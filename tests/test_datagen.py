@@ -406,3 +406,35 @@ def test_cli_user_mistakes_are_one_line(tmp_path):
                                   "--out", str(tmp_path / "o")), "Unknown engine")
     assert_one_line_error(mmreact("datagen", "export", str(tmp_path / "imgs")), "holds no datagen run")
     assert_one_line_error(mmreact("datagen", "template", "--out", str(tmp_path / "t")), "either a labels file")
+
+
+# -- real experts (tiny random models of the real architectures) ---------------------------------
+@pytest.mark.slow
+def test_expert_stage_reads_the_real_experts_artifacts(tmp_path):
+    """BLIP (caption) and a Florence-2 that emits known regions (dense_caption), both tiny and random,
+    through the stage both engines use: the context holds what the experts returned, normalised."""
+    import tiny_models
+    from fixtures import skimage_path
+
+    from mmreact.datagen.config import DatagenConfig
+    from mmreact.datagen.context import normalise_box
+    from mmreact.datagen.stages import ImageTask, expert_stage
+    from mmreact.experts.caption import CaptionTool
+    from mmreact.experts.dense import DenseCaptionTool
+
+    script = "a cat<loc_100><loc_200><loc_700><loc_900>the ear<loc_0><loc_0><loc_999><loc_999>"
+    caption = CaptionTool(model=str(tiny_models.build_blip(tmp_path / "blip")), max_new_tokens=8, device="cpu")
+    dense = DenseCaptionTool(model=str(tiny_models.build_florence2(tmp_path / "flo", d_model=64, script=script)),
+                             max_new_tokens=24, device="cpu")
+    path = skimage_path("chelsea.png")
+    jobs, records = expert_stage([ImageTask(str(path), "chelsea.png")], [caption, dense],
+                                 DatagenConfig(kinds=("detail",)), "fp")
+    assert records == [] and len(jobs) == 1
+    ctx = jobs[0].context
+    said = caption(path).artifact["caption"]
+    regions = dense(path).artifact["regions"]
+    assert ctx.captions == ((said[0].upper() + said[1:] + ("" if said.endswith(".") else ".")),)
+    assert [(o.label, o.box, o.source) for o in ctx.objects] == [
+        (r["caption"], normalise_box(r["box"], 451, 300), "dense_caption") for r in regions]
+    assert [o.label for o in ctx.objects] == ["a cat", "the ear"] and ctx.objects[1].box[:2] == (0.0, 0.0)
+    assert not ctx.detected and ctx.sources == ("caption", "dense_caption")

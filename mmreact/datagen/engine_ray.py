@@ -19,7 +19,8 @@ Decisions:
 - ``max_cost`` is kept by a small Ray actor that the LLM actors ask before each call and tell
   after it; past the budget the remaining jobs are left undone (a rerun does them).
 - The LLM reaches the actors as its spec string, a picklable LLM object, or a function that
-  makes one in each actor (for objects that hold locks or open files).
+  makes one in each actor (for objects that hold locks or open files). A llama.cpp model runs
+  with as many threads as CPUs Ray gave its actor.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class LLMStage:
         from .vocab import default_vocabulary
 
         self.llm = llm() if callable(llm) and not isinstance(llm, (str, LLM)) else load_llm(llm)
+        _fit_threads(self.llm)
         self.prompts = prompts
         self.cleanup = cleanup
         self.config = config
@@ -114,6 +116,17 @@ class LLMStage:
                 ray.get(self.budget.add.remote(*record.tokens))
             rows.append({"id": record.id, "job": "", "record": record.to_json()})
         return _rows(rows)
+
+
+def _fit_threads(llm: Any) -> None:
+    """A llama.cpp model in an actor uses the CPUs Ray gave the actor (Ray sets OMP_NUM_THREADS to
+    them), not every core of the node: actors sharing cores with spin-waiting threads slow down
+    many times over."""
+    import os
+
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    if threads.isdigit() and hasattr(llm, "n_threads") and hasattr(llm, "path"):
+        llm.n_threads = max(1, int(threads))
 
 
 class _Budget:
@@ -166,6 +179,21 @@ def _keys(path: Any) -> set[tuple[str, str]]:
     return out
 
 
+def _check_tools_by_name(tools: Sequence[Any]) -> None:
+    """Actors find experts by name (a loaded model cannot be pickled): each tool must be the one its
+    name gives in a fresh process."""
+    from ..registry import resolve_tools
+
+    for t in tools:
+        try:
+            named = resolve_tools([t.name])[0]
+        except Exception:  # noqa: BLE001 - not found by name is the same problem
+            named = None
+        if named is None or getattr(named, "cache_version", None) != getattr(t, "cache_version", None):
+            raise ConfigError(f"The Ray engine finds experts by name, and '{t.name}' names another model there; "
+                              "pass tool names and choose models with MMREACT_*_MODEL variables.")
+
+
 def _check_picklable(llm: Any) -> None:
     from ..llms import LLM
 
@@ -199,6 +227,7 @@ def run_ray(prep: Any, tasks: Sequence[ImageTask], *, batch_size: int = 8, max_c
     except ImportError:
         raise ConfigError("The Ray engine needs Ray Data: pip install 'mmreact[ray]'.") from None
     _check_picklable(prep.llm_source)
+    _check_tools_by_name(prep.tools)
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
     if cpus_per_worker is None:
