@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from datagen_helpers import CountingLLM, annotations_file, image_folder, planted_llm, tiny_images
 
+from mmreact import Image, tool
 from mmreact.datagen import export, generate, make_templates, refilter
 from mmreact.datagen.exports import check_conversation
 from mmreact.datagen.records import Record
@@ -25,6 +26,12 @@ from mmreact.datagen.templates import TEMPLATES, instruction, items_from_run
 from mmreact.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@tool
+def brightness(image: Image) -> str:
+    """Mean brightness of the image."""
+    return str(image.to_numpy().mean())
 
 
 @pytest.fixture(scope="module")
@@ -438,3 +445,31 @@ def test_expert_stage_reads_the_real_experts_artifacts(tmp_path):
         (r["caption"], normalise_box(r["box"], 451, 300), "dense_caption") for r in regions]
     assert [o.label for o in ctx.objects] == ["a cat", "the ear"] and ctx.objects[1].box[:2] == (0.0, 0.0)
     assert not ctx.detected and ctx.sources == ("caption", "dense_caption")
+
+
+def test_one_run_per_folder_and_fresh_starts_over(tmp_path):
+    names = tiny_images(tmp_path / "imgs", 2)
+    ann = annotations_file(tmp_path / "ann.jsonl", names)
+    options = dict(llm=planted_llm(), annotations=[ann], kinds=["conversation"])
+    generate(tmp_path / "imgs", tmp_path / "out", **options)
+    holder = Store.open(tmp_path / "out", Store.existing(tmp_path / "out").run_info()["fingerprint"])
+    try:
+        with pytest.raises(ConfigError, match="Another mmreact datagen run is writing"):
+            generate(tmp_path / "imgs", tmp_path / "out", **options)
+    finally:
+        holder.close()
+    again = generate(tmp_path / "imgs", tmp_path / "out", fresh=True, kinds=["detail"], llm=planted_llm(),
+                     annotations=[ann])
+    assert again.written == 2 and {r.kind for r in Store.existing(tmp_path / "out").records()} == {"detail"}
+
+
+def test_ray_engine_refuses_what_it_cannot_send_to_workers(tmp_path):
+    pytest.importorskip("ray.data")
+    from mmreact.llms import ScriptedLLM
+
+    names = tiny_images(tmp_path / "imgs", 1)
+    ann = annotations_file(tmp_path / "ann.jsonl", names)
+    with pytest.raises(ConfigError, match="cannot be sent to Ray workers"):  # it holds a lock
+        generate(tmp_path / "imgs", tmp_path / "a", llm=ScriptedLLM(["x"]), annotations=[ann], engine="ray")
+    with pytest.raises(ConfigError, match="finds experts by name"):  # a tool no worker can look up
+        generate(tmp_path / "imgs", tmp_path / "b", llm=planted_llm, tools=[brightness], engine="ray")

@@ -40,9 +40,17 @@ SCRIPT = textwrap.dedent("""
     ray_options = {"expert_workers": 1, "llm_workers": 2}
     runs = [generate(images, remote, llm=planted_llm, engine="ray", ray=ray_options, limit=limit, **options)
             for limit in (2, None, None)]  # two images, then the rest, then nothing left
+    # a budget: the LLM actors stop starting calls past it; a rerun without one finishes the rest
+    from pathlib import Path
+    from datagen_helpers import CountingLLM, annotations_file, tiny_images
+    tiny = Path(remote).parent / "tiny"
+    ann = annotations_file(tiny.parent / "ann.jsonl", tiny_images(tiny, 6))
+    costly = dict(llm=CountingLLM, annotations=[ann], kinds=["conversation"], engine="ray", price="1,2", batch_size=2)
+    budget = [generate(tiny, tiny.parent / "budget", max_cost=0.003, **costly),
+              generate(tiny, tiny.parent / "budget", **costly)]
     print(json.dumps({"nodes": nodes, "gcs": gcs, "written": [r.written for r in runs],
                       "skipped": [r.skipped_images for r in runs], "accepted": [r.accepted for r in runs],
-                      "extra": runs[0].extra}))
+                      "extra": runs[0].extra, "budget": [[r.stopped, r.written, r.cost] for r in budget]}))
     ray.shutdown()
 """)
 
@@ -65,6 +73,9 @@ def test_ray_engine_makes_the_local_engines_records_exactly_once(tmp_path):
     # broken.png and receipt.png first (3 records each), then sign.png and the copy; then nothing
     assert out["written"] == [6, 6, 0] and out["skipped"] == [0, 2, 4]
     assert out["extra"]["llm_workers"] == 2
+    (stopped, written, cost), (again, rest, _) = out["budget"]
+    assert stopped == "budget" and 3 <= written < 6 and cost >= 0.003  # calls in flight may pass the line
+    assert again is None and written + rest == 6
 
     assert not (remote / RECORDS_FILE).exists() and list((remote / "shards").glob("*.jsonl"))
     mine = {(r.id, r.image): r for r in Store.existing(local).records()}

@@ -16,7 +16,6 @@ Decisions:
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -143,6 +142,3 @@ def _run_pool(pool: ThreadPoolExecutor, jobs: list[Job], work: Callable[[Job], R
             queue.clear()
     return stopped
 
-
-def elapsed(t0: float) -> float:
-    return round(time.perf_counter() - t0, 3)

@@ -19,8 +19,8 @@ Decisions:
 - ``max_cost`` is kept by a small Ray actor that the LLM actors ask before each call and tell
   after it; past the budget the remaining jobs are left undone (a rerun does them).
 - The LLM reaches the actors as its spec string, a picklable LLM object, or a function that
-  makes one in each actor (for objects that hold locks or open files). A llama.cpp model runs
-  with as many threads as CPUs Ray gave its actor.
+  makes one in each actor (for objects that hold locks or open files). A llama.cpp model made
+  from a spec runs with as many threads as CPUs Ray gave its actor.
 """
 
 from __future__ import annotations
@@ -91,7 +91,8 @@ class LLMStage:
         from .vocab import default_vocabulary
 
         self.llm = llm() if callable(llm) and not isinstance(llm, (str, LLM)) else load_llm(llm)
-        _fit_threads(self.llm)
+        if llm is None or isinstance(llm, str):  # made from a spec here: fit it to this actor's CPUs
+            _fit_threads(self.llm)
         self.prompts = prompts
         self.cleanup = cleanup
         self.config = config

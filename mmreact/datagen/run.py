@@ -97,11 +97,9 @@ def _tools(config: DatagenConfig, tools: Sequence[Any] | None) -> list[Any]:
 def prepare(images_dir: str | Path, out: str | Path, config: DatagenConfig, *, llm: Any = None,
             tools: Sequence[Any] | None = None, fresh: bool = False, retry_errors: bool = False,
             price: Price | None = None) -> Prepared:
-    from ..llms import load_llm
+    from ..llms import LLM, load_llm
     from .annotations import load_annotations
     from .vocab import default_vocabulary
-
-    from ..llms import LLM
 
     source = llm if llm is not None else config.llm
     # A function that makes the LLM (for Ray workers, which each make their own) is called here once.
@@ -116,10 +114,11 @@ def prepare(images_dir: str | Path, out: str | Path, config: DatagenConfig, *, l
     fp_id = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:12]
     annotations = load_annotations(config.annotations) if config.annotations else None
     store = Store.open(out, fp, fresh=fresh, images_dir=images_dir)
-    done, by_image = store.progress(retry_errors=retry_errors)
-    seen: dict[str, str] = {}
-    for r in store.records():
-        if r.status != "error" and r.image_sha256:
+    records = store.records()
+    done, by_image = store.progress(retry_errors=retry_errors, records=records)
+    seen: dict[str, str] = {}  # pixel hash -> the image that owns it (never a marked duplicate)
+    for r in records:
+        if r.status != "error" and r.image_sha256 and not any(x.filter == "duplicate" for x in r.reasons):
             seen.setdefault(r.image_sha256, r.image)
     return Prepared(config, store, chosen, model, source, prompts, clean, fp, fp_id, done, by_image, seen,
                     annotations, price, default_vocabulary())

@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import ConfigError, ImageError, one_line
 from .annotations import annotation_context, lookup
 from .config import DatagenConfig
-from .context import from_artifacts
+from .context import Context, from_artifacts
 from .filters import apply_filters
 from .formats import parse_blocks, parse_json, parse_paragraph
 from .prompts import WITH_BOXES, FewShot, detail_instruction, reply_spec

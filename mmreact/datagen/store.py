@@ -209,12 +209,13 @@ class Store:
                 out[i] = r  # a later try (error or not) replaces an error
         return mark_duplicates(out)
 
-    def progress(self, retry_errors: bool = False) -> tuple[set[tuple[str, str]], dict[str, set[str]]]:
+    def progress(self, retry_errors: bool = False, records: list[Record] | None = None
+                 ) -> tuple[set[tuple[str, str]], dict[str, set[str]]]:
         """The (id, image) pairs that are done, and the kinds done per image path (to skip whole
-        images unread)."""
+        images unread); ``records`` saves reading the store again."""
         done: set[tuple[str, str]] = set()
         by_image: dict[str, set[str]] = {}
-        for r in self.records():
+        for r in self.records() if records is None else records:
             if r.status == "error" and retry_errors:
                 continue
             done.add((r.id, r.image))
