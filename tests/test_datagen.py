@@ -141,9 +141,16 @@ def test_rerun_resumes_with_nothing_to_do(run):
     assert (run["out"] / RECORDS_FILE).read_text() == before
 
 
-def test_resuming_with_another_configuration_is_refused(run):
+def test_resuming_with_another_configuration_is_refused(run, tmp_path):
+    import shutil
+
+    from mmreact.datagen.prompts import _shipped_root
+
+    prompts = Path(shutil.copytree(_shipped_root(), tmp_path / "prompts"))
+    (prompts / "conversation" / "system_message.txt").write_text("Write a conversation about the image.")
     cases = [({"kinds": ["conversation"]}, "kinds"), ({"cleanup": False}, "cleanup"),
-             ({"llm": CountingLLM()}, "LLM"), ({"reply_format": "json"}, "reply format")]
+             ({"llm": CountingLLM()}, "LLM"), ({"reply_format": "json"}, "reply format"),
+             ({"tools": ["ocr", brightness]}, "tools"), ({"few_shot": prompts}, "prompts")]
     for change, word in cases:
         options = {"llm": planted_llm(), "tools": ["ocr"], "cleanup": True, **change}
         with pytest.raises(ConfigError, match=f"another configuration.*{word}"):
