@@ -334,6 +334,16 @@ def demo(
         _fail(str(exc))
 
 
+def _add_datagen() -> None:
+    """``mmreact datagen ...`` (mmreact/datagen/cli.py; imports nothing heavy until a command runs)."""
+    from .datagen.cli import app as datagen_app
+
+    app.add_typer(datagen_app, name="datagen")
+
+
+_add_datagen()
+
+
 def main() -> None:
     import faulthandler
 

@@ -1,0 +1,235 @@
+"""Quality filters: pure functions that return their reasons; no model calls, re-runnable.
+
+Per question/answer pair (a reason drops that pair; a record left with no pair is rejected):
+
+- ``structure``: an empty question or answer, or an ``<image>`` token inside the text (the
+  export puts exactly one at the start of the first question);
+- ``refusal``: apologies and refusals ("I'm sorry", "as an AI", "I cannot determine");
+- ``leakage``: the answer gives away where it came from: coordinates, "bounding box", "caption",
+  "provided information", "according to the description", ...;
+- ``hallucination`` (CHAIR-style): the answer asserts an object of the closed vocabulary
+  (:mod:`mmreact.datagen.vocab`) that the context does not contain; negated mentions ("there is
+  no dog") assert nothing; after a "yes", the question's objects count as asserted;
+- ``count``: "two dogs" when the detector (or the user's boxes) found another number of dogs;
+  only checked when detection ran;
+- ``repetition``: a sentence or question said before in the record, or one phrase over and over.
+
+Per record: ``structure`` (the reply did not parse: text outside the blocks, a question with no
+answer, nothing at all), ``duplicate`` (the same pixels as an image earlier in the store; see
+:func:`duplicates`) and ``context`` (the experts found nothing in the image, so no LLM was asked).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+from .context import Context
+from .records import Reason, Record
+from .vocab import Vocabulary, default_vocabulary
+
+__all__ = ["apply_filters", "check_pair", "context_facts", "duplicates", "mark_duplicates", "hallucination",
+           "count_mismatch", "leakage", "refusal", "repetition", "structure", "FILTERS"]
+
+FILTERS = ("structure", "refusal", "leakage", "hallucination", "count", "repetition", "duplicate", "context")
+#: Record-level reasons that come from outside the record's text (kept when filters rerun).
+EXTERNAL = ("duplicate", "context")
+
+_COORDS = re.compile(r"[\[(]\s*-?\d*\.?\d+\s*(?:,\s*-?\d*\.?\d+\s*){1,3}[\])]")
+_LEAK_PHRASES = re.compile(
+    r"\b(?:bounding[ -]?box(?:es)?|coordinates?|captions?|captioned|annotations?|annotated|"
+    r"(?:provided|given|supplied) (?:information|description|descriptions|text|context|data|details)|"
+    r"information (?:provided|given|supplied)|"
+    r"(?:according to|based on|from) the (?:description|descriptions|information|context|data|text provided|"
+    r"given text|details provided)|"
+    r"object detection|detected objects?|detection results?|ocr)\b",
+    re.IGNORECASE)
+_REFUSAL = re.compile(
+    r"\b(?:i'?m sorry|i am sorry|sorry, (?:but )?i|i apologi[sz]e|my apologies|as an ai|as a language model|"
+    r"i (?:cannot|can't|can not|am unable to|am not able to|'m unable to|'m not able to|do not have|don't have) "
+    r"(?:see|view|access|determine|tell|say|answer|provide|identify|know|help)|"
+    r"(?:it is|it's) (?:not possible|impossible|difficult|hard) to (?:determine|tell|say|know)|"
+    r"(?:cannot|can't) be determined|unable to (?:determine|see|tell|answer|identify))",
+    re.IGNORECASE)
+_YES = re.compile(r"^\W*yes\b", re.IGNORECASE)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+# -- per pair ------------------------------------------------------------------------------------
+def structure(question: str, answer: str) -> list[str]:
+    out = []
+    if not question.strip():
+        out.append("the question is empty")
+    if not answer.strip():
+        out.append("the answer is empty")
+    if "<image>" in question or "<image>" in answer:
+        out.append("the text holds an <image> token")
+    return out
+
+
+def refusal(answer: str) -> list[str]:
+    m = _REFUSAL.search(answer)
+    return [f"refuses or apologises ('{m.group(0)}')"] if m else []
+
+
+def leakage(answer: str) -> list[str]:
+    out = []
+    m = _COORDS.search(answer)
+    if m and re.search(r"\d\.\d|\d\s*,\s*\d", m.group(0)):
+        out.append(f"gives coordinates ('{m.group(0)}')")
+    out += [f"mentions '{m.group(0)}'" for m in _LEAK_PHRASES.finditer(answer)]
+    return list(dict.fromkeys(out))
+
+
+def hallucination(question: str, answer: str, present: set[str], vocab: Vocabulary) -> list[str]:
+    """Objects the answer asserts that are not among ``present`` (canonical classes)."""
+    asserted = [m for m in vocab.mentions(answer) if not m.negated]
+    if _YES.match(answer):
+        asserted += [m for m in vocab.mentions(question) if not m.negated]
+    missing = dict.fromkeys(m.surface for m in asserted if m.canonical not in present)
+    return [f"'{s}' is not in the image's context" for s in missing]
+
+
+def count_mismatch(answer: str, detected: Counter[str], vocab: Vocabulary) -> list[str]:
+    """Stated counts ("three cups") that differ from the detector's count of that class."""
+    out = []
+    for m in vocab.mentions(answer):
+        if m.count is None or m.negated or m.canonical not in detected:
+            continue
+        if m.count != detected[m.canonical]:
+            out.append(f"says {m.count} {m.surface}, the detector found {detected[m.canonical]}")
+    return out
+
+
+def _norm(text: str) -> str:
+    return " ".join(_WORD.findall(text.lower()))
+
+
+def repetition(pairs: Sequence[dict[str, str]]) -> dict[int, list[str]]:
+    """Per pair index: a question asked before, a sentence said before, or a looping phrase."""
+    out: dict[int, list[str]] = {}
+    questions: set[str] = set()
+    sentences: set[str] = set()
+    for i, p in enumerate(pairs):
+        found: list[str] = []
+        q = _norm(p["question"])
+        if q and q in questions:
+            found.append("asks a question asked before")
+        questions.add(q)
+        for s in _SENTENCE.split(p["answer"]):
+            n = _norm(s)
+            if len(n.split()) < 4:
+                continue
+            if n in sentences:
+                found.append(f"repeats the sentence '{s.strip()[:80]}'")
+            sentences.add(n)
+        words = _norm(p["answer"]).split()
+        grams = Counter(tuple(words[j:j + 3]) for j in range(len(words) - 2))
+        loop = [" ".join(g) for g, n in grams.items() if n >= 4]
+        if loop:
+            found.append(f"says '{loop[0]}' over and over")
+        if found:
+            out[i] = list(dict.fromkeys(found))
+    return out
+
+
+def context_facts(context: Context | None, vocab: Vocabulary) -> tuple[set[str] | None, Counter[str] | None]:
+    """The classes a context names, and the detector's count per class (``None`` when it did not run)."""
+    if context is None:
+        return None, None
+    present = vocab.classes_in(context.vocabulary_text())
+    if not context.detected:
+        return present, None
+    detected: Counter[str] = Counter()
+    for label, n in context.detection_counts().items():
+        canon = vocab.canonical(label)
+        if canon is not None:
+            detected[canon] += n
+    return present, detected
+
+
+def check_pair(question: str, answer: str, present: set[str] | None, detected: Counter[str] | None,
+               vocab: Vocabulary) -> list[Reason]:
+    """Every pair-level reason against one question/answer pair (``pair`` left unset), given the
+    context's classes (``None``: no context, no hallucination check) and detection counts."""
+    reasons = [Reason("structure", d) for d in structure(question, answer)]
+    reasons += [Reason("refusal", d) for d in refusal(answer)]
+    reasons += [Reason("leakage", d) for d in leakage(answer)]
+    if present is not None:
+        reasons += [Reason("hallucination", d) for d in hallucination(question, answer, present, vocab)]
+    if detected is not None:
+        reasons += [Reason("count", d) for d in count_mismatch(answer, detected, vocab)]
+    return reasons
+
+
+# -- per record ----------------------------------------------------------------------------------
+def apply_filters(record: Record, vocab: Vocabulary | None = None) -> Record:
+    """``record`` with ``kept``, ``reasons`` and ``status`` recomputed from its stored text.
+
+    Error records come back unchanged; ``duplicate`` and ``context`` reasons already on the
+    record are kept (they do not come from its text).
+    """
+    if record.status == "error":
+        return record
+    external = tuple(r for r in record.reasons if r.filter in EXTERNAL)
+    if record.raw is None and not record.kind.startswith("template"):  # no LLM ran: nothing to check
+        return record.with_(kept=(), reasons=external, status="rejected")
+    vocab = vocab or default_vocabulary()
+    present, detected = context_facts(Context.from_dict(record.context) if record.context else None, vocab)
+    reasons: list[Reason] = list(external)
+    reasons += [Reason("structure", p) for p in record.problems]
+    if not record.pairs and not record.problems:
+        reasons.append(Reason("structure", "no question/answer pair"))
+    kept: list[int] = []
+    repeated = repetition(record.pairs) if not record.kind.startswith("template") else {}
+    for i, p in enumerate(record.pairs):
+        if record.kind.startswith("template"):  # instructions built from labels: structure only
+            found = [Reason("structure", d) for d in structure(p["question"], p["answer"])]
+        else:
+            found = check_pair(p["question"], p["answer"], present, detected, vocab)
+            found += [Reason("repetition", d) for d in repeated.get(i, ())]
+        if found:
+            reasons += [Reason(r.filter, r.detail, i) for r in found]
+        else:
+            kept.append(i)
+    whole = [r for r in reasons if r.pair is None]
+    status = "accepted" if kept and not whole else "rejected"
+    return record.with_(kept=tuple(kept), reasons=tuple(reasons), status=status)
+
+
+def duplicates(records: Sequence[Record]) -> dict[int, str]:
+    """Index -> the image it duplicates, for records whose pixels another image's record has.
+
+    Per (pixel hash, kind), the first record in store order owns the pixels, except that a record
+    already marked ``duplicate`` (the local engine writes those without asking the LLM) never
+    does; a record of the same hash and kind from another path is a duplicate. Error records take
+    no part.
+    """
+    owner: dict[tuple[str, str], str] = {}
+    for marked_ok in (False, True):  # unmarked records first; marked ones only own what nothing else does
+        for r in records:
+            if r.status == "error" or not r.image_sha256:
+                continue
+            if any(x.filter == "duplicate" for x in r.reasons) == marked_ok:
+                owner.setdefault((r.image_sha256, r.kind), r.image)
+    out: dict[int, str] = {}
+    for i, r in enumerate(records):
+        if r.status != "error" and r.image_sha256:
+            first = owner[(r.image_sha256, r.kind)]
+            if first != r.image:
+                out[i] = first
+    return out
+
+
+def mark_duplicates(records: Sequence[Record]) -> list[Record]:
+    """``records`` with a ``duplicate`` reason (and status ``rejected``) on every duplicate."""
+    dup = duplicates(records)
+    out = []
+    for i, r in enumerate(records):
+        if i in dup and not any(x.filter == "duplicate" for x in r.reasons):
+            r = r.with_(status="rejected", kept=(),
+                        reasons=(Reason("duplicate", f"the same pixels as {dup[i]}"), *r.reasons))
+        out.append(r)
+    return out

@@ -1,0 +1,381 @@
+"""mmreact.datagen's pure parts: reply formats and parsers, context building, the object
+vocabulary, every quality filter (table-driven), and the prompt folders."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mmreact.datagen.context import Context, ContextObject, ContextOptions, from_artifacts, normalise_box
+from mmreact.datagen.filters import (
+    apply_filters,
+    check_pair,
+    context_facts,
+    count_mismatch,
+    hallucination,
+    leakage,
+    mark_duplicates,
+    refusal,
+    repetition,
+    structure,
+)
+from mmreact.datagen.formats import (
+    QA,
+    block_format,
+    json_format,
+    paragraph_format,
+    parse_blocks,
+    parse_json,
+    parse_paragraph,
+    render_blocks,
+    render_json,
+)
+from mmreact.datagen.prompts import KINDS, example_pairs, load_folder, load_prompts, reply_spec
+from mmreact.datagen.records import Reason, Record
+from mmreact.datagen.vocab import default_vocabulary, plural, tokenize
+from mmreact.errors import ConfigError
+
+VOCAB = default_vocabulary()
+
+# -- formats -----------------------------------------------------------------------------------------
+# One-line texts that could be questions or answers: no line break, not starting with a space or "=".
+line_text = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), min_size=1, max_size=60).map(
+    lambda s: " ".join(s.split())).filter(lambda s: s and s[0] != "=" and not s.lower().startswith(("question",
+                                                                                                  "answer")))
+pairs_st = st.lists(st.builds(QA, line_text, line_text), min_size=1, max_size=5)
+
+
+@settings(max_examples=150, deadline=None)
+@given(pairs_st)
+def test_blocks_render_parse_round_trip_and_the_grammar_accepts_them(pairs):
+    text = render_blocks(pairs)
+    parsed = parse_blocks(text)
+    assert parsed.ok and list(parsed.pairs) == pairs
+    assert block_format(1, 5, question_chars=60, answer_chars=60).accepts(text)
+
+
+@settings(max_examples=150, deadline=None)
+@given(pairs_st)
+def test_json_render_parse_round_trip_and_the_grammar_accepts_them(pairs):
+    text = render_json(pairs)
+    parsed = parse_json(text)
+    assert parsed.ok and list(parsed.pairs) == pairs
+    fmt = json_format(1, 5, question_chars=400, answer_chars=400)
+    if all('"' not in p.question + p.answer and "\\" not in p.question + p.answer for p in pairs):
+        assert fmt.accepts(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300))
+def test_parsers_never_raise_on_any_text(text):
+    for parsed in (parse_blocks(text), parse_json(text)):
+        assert parsed.ok == (not parsed.problems and bool(parsed.pairs))
+        assert all(p.question and p.answer for p in parsed.pairs)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=200))
+def test_every_reply_the_block_grammar_accepts_parses(text):
+    fmt = block_format(1, 3, question_chars=40, answer_chars=40)
+    if fmt.accepts(text):
+        assert parse_blocks(text).ok
+
+
+def test_block_grammar_bounds():
+    fmt = block_format(1, 2, question_chars=12, answer_chars=10)
+    one = "Question:\nWhat is it?\n===\nAnswer:\nA red cup."
+    assert fmt.accepts(one) and fmt.accepts(one + "\n===\n" + one)
+    assert not fmt.accepts(one + "\n===\n" + one + "\n===\n" + one)  # more than max_pairs
+    assert not fmt.accepts("Question:\nWhat colour is it?\n===\nAnswer:\nRed.")  # question too long
+    assert not fmt.accepts("Sure! " + one)  # nothing outside the blocks
+    assert not fmt.accepts("Question:\nWhat?\n===\nAnswer:\n")  # empty answer
+    assert fmt.accepts_prefix("Question:\nWha") and not fmt.accepts_prefix("Q:")
+
+
+@pytest.mark.parametrize("text, pairs, problem", [
+    ("Question:\nA?\n===\nAnswer:\nB.", [("A?", "B.")], None),
+    ("Question: A?\n===\nAnswer: B.\n===\n", [("A?", "B.")], None),  # text on the head line, trailing ===
+    ("question:\r\nA?\r\n ===\r\nANSWER:\r\nB\r\nand more.", [("A?", "B and more.")], None),
+    ("Question:\nA?\nAnswer:\nB.", [("A?", "B.")], None),  # no separator between the two heads
+    ("Sure, here it is.\n===\nQuestion:\nA?\n===\nAnswer:\nB.", [("A?", "B.")], "starts with neither"),
+    ("Question:\nA?\n===\nAnswer:\nB.\n===\nQuestion:\nC?", [("A?", "B.")], "cut off"),
+    ("Answer:\nB.", [], "no question before"),
+    ("Question:\nA?\n===\nQuestion:\nC?\n===\nAnswer:\nD.", [("C?", "D.")], "question follows a question"),
+    ("Question:\nA?\n===\n===\nAnswer:\nB.", [("A?", "B.")], "empty"),
+    ("", [], "no question/answer block"),
+])
+def test_block_parser_cases(text, pairs, problem):
+    parsed = parse_blocks(text)
+    assert [(p.question, p.answer) for p in parsed.pairs] == pairs
+    if problem is None:
+        assert parsed.ok, parsed.problems
+    else:
+        assert any(problem in p for p in parsed.problems), parsed.problems
+
+
+@pytest.mark.parametrize("text, n, problem", [
+    ('```json\n[{"question": "A?", "answer": "B."}]\n```', 1, None),
+    ('{"question": "A?", "answer": "B."}', 1, None),
+    ('[{"question": "A?", "answer": 3}]', 0, "string"),
+    ('[{"question": "A?", "answer": "B."}, 7]', 1, "item 2"),
+    ('{"q": 1}', 0, "item 1"),
+    ("[1, 2", 0, "not valid JSON"),
+    ('"just text"', 0, "not a list"),
+])
+def test_json_parser_cases(text, n, problem):
+    parsed = parse_json(text)
+    assert len(parsed.pairs) == n
+    assert (problem is None) == (not parsed.problems)
+    if problem:
+        assert any(problem in p for p in parsed.problems)
+
+
+def test_paragraph_format_and_parser():
+    fmt = paragraph_format(max_chars=100, max_paragraphs=2, min_chars=5)
+    assert fmt.accepts("A red cup on a table.") and fmt.accepts("First part.\n\nSecond part.")
+    assert not fmt.accepts("Tiny") and not fmt.accepts("One.\n\nTwo.\n\nThree.") and not fmt.accepts("x" * 101)
+    parsed = parse_paragraph("  A red\ncup.\n\n\nIt is hot.  ", "Describe it.")
+    assert parsed.ok and parsed.pairs == (QA("Describe it.", "A red cup.\n\nIt is hot."),)
+    assert not parse_paragraph("   ", "Describe it.").ok
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_reply_spec_budget_covers_the_longest_reply(kind):
+    spec = reply_spec(kind)
+    assert spec.text_format.max_chars is not None and spec.max_tokens > spec.text_format.max_chars
+    assert spec.blocks == (kind != "detail")
+    with pytest.raises(ConfigError, match="reply format"):
+        reply_spec("conversation", "xml")
+
+
+# -- context -------------------------------------------------------------------------------------
+# Artifacts in the shapes the built-in experts write (see mmreact/experts/*.py).
+ARTIFACTS = {
+    "caption": {"caption": "a cup of coffee on a table"},
+    "dense_caption": {"regions": [{"caption": "a red saucer", "box": [76.8, 72.0, 480.0, 388.0]}]},
+    "detect": {"objects": [
+        {"label": "cup", "confidence": 0.912, "box": [174.0, 18.0, 408.0, 296.0]},
+        {"label": "spoon", "confidence": 0.41, "box": [324.0, 66.0, 424.8, 326.0]},
+        {"label": "dog", "confidence": 0.12, "box": [0.0, 0.0, 10.0, 10.0]},  # below the floor
+    ]},
+    "ocr": {"lines": [{"text": "ESPRESSO  BAR", "box": [0, 0, 50, 10], "confidence": 0.8},
+                      {"text": "noise", "box": [0, 0, 5, 5], "confidence": 0.02}]},
+    "tags": {"tags": [{"tag": "coffee", "score": 0.6}, {"tag": "wood", "score": 0.01}]},
+}
+
+
+def test_context_from_artifacts_normalises_rounds_and_filters():
+    ctx = from_artifacts(ARTIFACTS, 600, 400)
+    assert ctx.captions == ("A cup of coffee on a table.",)
+    assert [(o.label, o.box, o.source) for o in ctx.objects] == [
+        ("cup", (0.29, 0.045, 0.68, 0.74), "detect"),
+        ("spoon", (0.54, 0.165, 0.708, 0.815), "detect"),
+        ("a red saucer", (0.128, 0.18, 0.8, 0.97), "dense_caption"),
+    ]
+    assert ctx.ocr == ("ESPRESSO BAR",) and ctx.tags == ("coffee",) and ctx.detected
+    assert ctx.detection_counts() == Counter({"cup": 1, "spoon": 1})
+    assert ctx.text() == ("A cup of coffee on a table.\n\n"
+                          "cup: [0.29, 0.045, 0.68, 0.74]\nspoon: [0.54, 0.165, 0.708, 0.815]\n"
+                          "a red saucer: [0.128, 0.18, 0.8, 0.97]\n\nTags: coffee\n\nText in the image:\nESPRESSO BAR")
+    assert ctx.text(boxes=False).splitlines()[2] == "Objects: cup, spoon, a red saucer"
+    assert Context.from_dict(json.loads(json.dumps(ctx.to_dict()))) == ctx
+
+
+def test_context_limits_and_box_edges():
+    objects = [{"label": "car", "confidence": 0.5 + i / 100, "box": [i, i, 700 + i, 500]} for i in range(40)]
+    ctx = from_artifacts({"detect": {"objects": objects}}, 640, 480, ContextOptions(max_objects=5))
+    assert len(ctx.objects) == 5 and ctx.objects[0].confidence == 0.89  # most confident first
+    assert all(o.box[2] == 1.0 and o.box[3] == 1.0 for o in ctx.objects)  # clipped into the image
+    assert normalise_box([30, 40, 10, 20], 100, 100) == (0.1, 0.2, 0.3, 0.4)  # corners put in order
+    assert normalise_box([1, 1, 2, 2], 3, 3) == (0.333, 0.333, 0.667, 0.667)
+    assert from_artifacts({"detect": {"objects": []}}, 10, 10).detected  # detection ran, found nothing
+    assert from_artifacts({"ocr": {"lines": []}}, 10, 10).empty
+    long = from_artifacts({"ocr": {"lines": [{"text": "x" * 500, "confidence": 1.0}] * 40}}, 10, 10)
+    assert len(long.ocr) == ContextOptions().max_ocr_lines and len(long.ocr[0]) == ContextOptions().max_ocr_chars
+
+
+# -- vocabulary ----------------------------------------------------------------------------------
+def test_vocabulary_covers_the_tag_lists_and_maps_synonyms():
+    for word, canon in [("puppies", "dog"), ("women", "person"), ("sofa", "couch"), ("mobile phones", "cell phone"),
+                        ("doughnut", "donut"), ("knives", "knife"), ("espresso", "coffee"), ("Fire Hydrants",
+                                                                                              "fire hydrant")]:
+        assert VOCAB.canonical(word) == canon, word
+    for generic in ("animal", "food", "orange", "watch", "hand", "table"):
+        assert VOCAB.canonical(generic) is None, generic
+    assert {"giraffe", "toothbrush", "saxophone", "croissant"} <= VOCAB.classes
+    assert plural("bus") == "buses" and plural("strawberry") == "strawberries" and plural("hot dog") == "hot dogs"
+    assert tokenize("The dog's bowl, $2.50!") == ["the", "dog", "bowl", ",", "$", "2.50", "!"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("A dog sits on the sofa.", [("dog", False, None), ("couch", False, None)]),
+    ("There is no dog in the picture.", [("dog", True, None)]),
+    ("The man isn't holding an umbrella.", [("person", False, None), ("umbrella", True, None)]),
+    ("No cat, but a dog.", [("cat", True, None), ("dog", False, None)]),
+    ("Two large brown puppies play.", [("dog", False, 2)]),
+    ("Both cats sleep.", [("cat", False, 2)]),
+    ("3 people and 1 car.", [("person", False, 3), ("car", False, None)]),
+    ("A latte costs $2 cup", [("coffee", False, None), ("cup", False, None)]),
+    ("The teddy bear sits next to a bear.", [("teddy bear", False, None), ("bear", False, None)]),
+])
+def test_mentions(text, expected):
+    assert [(m.canonical, m.negated, m.count) for m in VOCAB.mentions(text)] == expected
+
+
+# -- filters -------------------------------------------------------------------------------------
+CONTEXT = Context(width=600, height=400, captions=("A cup of espresso on a red saucer.",),
+                  objects=(ContextObject("cup", (0.29, 0.05, 0.68, 0.74), "detect", 0.9),
+                           ContextObject("cup", (0.7, 0.05, 0.9, 0.5), "detect", 0.8),
+                           ContextObject("spoon", (0.5, 0.2, 0.7, 0.8), "detect", 0.7)),
+                  ocr=("Latte 3.50",), detected=True)
+
+
+@pytest.mark.parametrize("question, answer, expected", [
+    ("What is on the saucer?", "A cup of espresso sits on the saucer.", []),
+    ("Is there a dog?", "No, there is no dog in the image.", []),  # negated: asserts nothing
+    ("What else is there?", "A dog sleeps next to the cup.", ["hallucination"]),
+    ("Is there a dog?", "Yes, lying under the table.", ["hallucination"]),  # "yes" asserts the question's object
+    ("How many cups?", "There are two cups on the table.", []),
+    ("How many cups?", "There are three cups.", ["count"]),
+    ("What is written?", "It says latte for 3.50.", []),  # OCR text is part of the context
+    ("Where is the cup?", "The cup is at [0.29, 0.05, 0.68, 0.74].", ["leakage"]),
+    ("Where is the cup?", "Its bounding box covers the middle.", ["leakage"]),
+    ("What is it?", "According to the description, a cup.", ["leakage"]),
+    ("What is it?", "The caption says it is a cup.", ["leakage"]),
+    ("What is it?", "Based on the provided information, a cup.", ["leakage"]),
+    ("What is it?", "I'm sorry, I cannot see the image.", ["refusal"]),
+    ("What is it?", "As an AI, I think it is a cup.", ["refusal"]),
+    ("How hot is it?", "It is impossible to determine the temperature.", ["refusal"]),
+    ("What is it?", "An <image> of a cup.", ["structure"]),
+    ("", "A cup.", ["structure"]),
+])
+def test_pair_filters(question, answer, expected):
+    present, detected = context_facts(CONTEXT, VOCAB)
+    found = sorted({r.filter for r in check_pair(question, answer, present, detected, VOCAB)})
+    assert found == sorted(expected)
+
+
+def test_filters_are_pure_functions_returning_reasons():
+    assert structure("Q?", "A.") == [] and structure(" ", "") == ["the question is empty", "the answer is empty"]
+    assert refusal("I apologize, but I can't tell.") and not refusal("Sorry is written on the sign.")
+    assert leakage("(0.2, 0.4)") and not leakage("It costs 3.50 (cash).") and not leakage("In 2023 they sold 90.")
+    assert hallucination("Q", "A giraffe.", {"cup"}, VOCAB) == ["'giraffe' is not in the image's context"]
+    assert count_mismatch("Two spoons.", Counter({"spoon": 1}), VOCAB) == ["says 2 spoons, the detector found 1"]
+    assert count_mismatch("Two forks.", Counter({"spoon": 1}), VOCAB) == []  # not detected: hallucination's job
+    assert count_mismatch("There are not two spoons.", Counter({"spoon": 1}), VOCAB) == []
+
+
+def test_no_count_check_when_detection_did_not_run():
+    ctx = Context(width=10, height=10, captions=("Two cups on a table.",))
+    present, detected = context_facts(ctx, VOCAB)
+    assert detected is None
+    assert check_pair("How many?", "There are five cups.", present, detected, VOCAB) == []
+
+
+def test_repetition():
+    pairs = [{"question": "What is it?", "answer": "It is a small red cup. It stands on a saucer."},
+             {"question": "What colour?", "answer": "Red. It is a small red cup."},
+             {"question": "what is it", "answer": "A cup."},
+             {"question": "More?", "answer": "the cup the cup the cup the cup the cup"}]
+    found = repetition(pairs)
+    assert set(found) == {1, 2, 3}
+    assert "repeats the sentence" in found[1][0] and "asked before" in found[2][0] and "over and over" in found[3][0]
+
+
+def record(kind="conversation", pairs=(), problems=(), raw="x", **kw) -> Record:
+    return Record(id=f"abc-{kind}", image="a.png", kind=kind, image_sha256="abc" * 20, context=CONTEXT.to_dict(),
+                  raw=raw, pairs=tuple({"question": q, "answer": a} for q, a in pairs), problems=tuple(problems), **kw)
+
+
+def test_apply_filters_drops_pairs_and_rejects_empty_records():
+    good = ("What is on the saucer?", "A cup of espresso.")
+    bad = ("What else?", "A dog and a cat.")
+    r = apply_filters(record(pairs=[good, bad, good]))
+    assert r.status == "accepted" and r.kept == (0,)
+    assert {(x.filter, x.pair) for x in r.reasons} == {("hallucination", 1), ("repetition", 2)}
+    assert apply_filters(record(pairs=[bad])).status == "rejected"
+    broken = apply_filters(record(pairs=[good], problems=["the last question has no answer"]))
+    assert broken.status == "rejected" and broken.reasons[0] == Reason("structure", "the last question has no answer")
+    assert apply_filters(record(pairs=[])).reasons == (Reason("structure", "no question/answer pair"),)
+    assert apply_filters(r) == r  # idempotent: rerunning gives the same verdict
+    error = Record(id="e", image="a.png", kind="detail", status="error", error="boom")
+    assert apply_filters(error) is error
+
+
+def test_duplicates_by_pixel_hash_first_record_wins():
+    a, b, c = record(pairs=[("Q?", "A cup.")]), record(pairs=[("Q?", "A cup.")]), record(kind="detail")
+    b = b.with_(image="copy/a.png")
+    marked = mark_duplicates([apply_filters(a), apply_filters(b), c])
+    assert marked[0].status == "accepted" and marked[2].reasons == c.reasons
+    assert marked[1].status == "rejected" and marked[1].reasons[0] == Reason("duplicate", "the same pixels as a.png")
+    assert apply_filters(marked[1]).status == "rejected"  # a refilter keeps the duplicate verdict
+
+
+# -- prompts -------------------------------------------------------------------------------------
+def test_shipped_prompts_load_and_their_examples_pass_the_filters():
+    prompts = load_prompts(KINDS)
+    for kind, p in prompts.items():
+        assert 2 <= len(p.examples) <= 3 and "coordinates" in p.system
+        for caps, pairs in (example_pairs(p) if kind != "detail" else
+                            [(c, [QA("Describe it.", conv)]) for c, conv in p.examples]):
+            assert pairs
+            present = VOCAB.classes_in(caps)
+            for qa in pairs:
+                assert check_pair(qa.question, qa.answer, present, None, VOCAB) == [], (kind, qa)
+            assert repetition([qa.to_dict() for qa in pairs]) == {}
+    messages = prompts["conversation"].messages("CONTEXT")
+    assert [m.role for m in messages] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert messages[-1].content == "CONTEXT"
+    as_json = prompts["conversation"].messages("CONTEXT", "json")
+    assert parse_json(as_json[2].content).pairs == parse_blocks(messages[2].content).pairs
+    assert prompts["detail"].instructions
+
+
+def write_folder(root: Path, kind: str, files: dict[str, str]) -> Path:
+    folder = root / kind
+    folder.mkdir(parents=True)
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def test_few_shot_folder_in_llavas_layout(tmp_path):
+    conv = "Question:\nWhat is it?\n===\nAnswer:\nA kite.\n"
+    for kind in ("conversation", "detail_description", "complex_reasoning"):
+        write_folder(tmp_path, kind, {"system_message.txt": f"System {kind}.", "000_caps.txt": "A kite.",
+                                      "000_conv.txt": conv if kind != "detail_description" else "A kite flies."})
+    prompts = load_prompts(KINDS, tmp_path)
+    assert prompts["reasoning"].system == "System complex_reasoning." and prompts["detail"].examples[0][1] == \
+        "A kite flies."
+    one = load_prompts(["conversation"], tmp_path / "conversation")  # one kind's folder itself
+    assert one["conversation"].digest() == prompts["conversation"].digest()
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"000_caps.txt": "x", "000_conv.txt": "Question:\nA?\n===\nAnswer:\nB."}, "no system_message.txt"),
+    ({"system_message.txt": "S"}, "has no examples"),
+    ({"system_message.txt": "S", "000_caps.txt": "x"}, "no 000_conv.txt"),
+    ({"system_message.txt": "S", "000_caps.txt": "x", "000_conv.txt": "just text"}, "Question:/===/Answer:"),
+    ({"system_message.txt": "", "000_caps.txt": "x", "000_conv.txt": "y"}, "is empty"),
+])
+def test_bad_few_shot_folders_are_one_sentence(tmp_path, files, message):
+    folder = write_folder(tmp_path, "conversation", files)
+    with pytest.raises(ConfigError, match=message):
+        load_folder(folder, "conversation")
+
+
+def test_few_shot_folder_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_prompts(["conversation"], tmp_path / "nope")
+    with pytest.raises(ConfigError, match="no detail_description/"):
+        load_prompts(["detail"], tmp_path)
+    write_folder(tmp_path, "x", {"system_message.txt": "S", "000_caps.txt": "c", "000_conv.txt": "A."})
+    with pytest.raises(ConfigError, match="one kind"):
+        load_prompts(["detail", "conversation"], tmp_path / "x")
+    with pytest.raises(ConfigError, match="Unknown kind"):
+        load_prompts(["dialogue"])
