@@ -192,7 +192,12 @@ def test_rejected_grammar_gets_one_retry_without_it_and_a_warning(status: int,
         second = llm.complete(request)
     assert first.text == "Thought: measure.\nAction: brightness(image_1)"
     assert ["grammar" in r.body for r in srv.requests] == [True, False, False]  # remembered after one retry
-    assert srv.requests[1].body["stop"] == ["\nObservation:"]  # an unconstrained reply needs its stop
+    rejected, retry, later = (r.body for r in srv.requests)
+    # the retry is the same request without the server's own fields, plus the stop a free reply needs
+    assert {k: v for k, v in rejected.items() if k not in ("grammar", "repeat_penalty")} == {
+        k: v for k, v in retry.items() if k != "stop"}
+    assert retry["stop"] == ["\nObservation:"] and "repeat_penalty" not in retry and "repeat_penalty" not in later
+    assert later["max_tokens"] == 512 and later["stop"] == ["\nObservation:"]  # a plain request from now on
     for done in (first, second):
         warning = done.meta["warning"]
         assert one_sentence(warning) and "rejected the step grammar" in warning and srv.base_url in warning

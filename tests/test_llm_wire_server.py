@@ -77,9 +77,9 @@ def test_steps_with_choices_equal_in_process_for_the_same_seed(gguf: Path, llama
     tools = ["ocr", brightness]
     wire_llm = OpenAILLM("smollm2", base_url=llama_url, grammar="llamacpp", options=options,
                          temperature=temperature, seed=seed, max_retries=0)
-    wire = Agent(wire_llm, tools=tools, max_steps=3).run("How bright is this image?", IMG)
+    wire = Agent(wire_llm, tools=tools, max_steps=2).run("How bright is this image?", IMG)
     local_llm = GGUFLLM(gguf, options=options, n_threads=1, prefill=False, temperature=temperature, seed=seed)
-    local = Agent(local_llm, tools=tools, max_steps=3).run("How bright is this image?", IMG)
+    local = Agent(local_llm, tools=tools, max_steps=2).run("How bright is this image?", IMG)
     assert steps(wire) == steps(local)
     assert all(s.error is None for s in wire.trace.steps)  # every reply parsed
     assert max(s.choices or 0 for s in wire.trace.steps) > 1  # the model chose, not the grammar

@@ -31,6 +31,9 @@ Decisions:
   newline) the server's grammar ends the reply anyway.
 * **Step settings**: ``options=full`` (default, as ``gguf:``), ``options=embedded`` (the embedded
   135M default's) or any :class:`~mmreact.llms.grammar.StepOptions`; ``writes_thoughts`` follows it.
+  As in-process, a constrained reply's token budget grows to fit the language's longest reply
+  (``full``: ~3,000); a server with a small context may refuse that (one sentence): cap it with
+  ``max_tokens``.
 * **A server that rejects the grammar** (HTTP 400/422 to a request carrying it) gets one retry of
   that step without it; when the retry succeeds the server is remembered as unconstrained and its
   steps carry ``meta["warning"]``, as does a reply a server returned outside the language (one that
@@ -98,9 +101,10 @@ log = logging.getLogger("mmreact")
 class _Rejected(Exception):
     """The server answered a request that carried the step language with HTTP 400/422."""
 
-    def __init__(self, error: LLMError) -> None:
+    def __init__(self, error: LLMError, params: dict[str, Any]) -> None:
         super().__init__(str(error))
         self.error = error
+        self.params = params
 
 
 class OpenAILLM(LLM):
@@ -258,8 +262,9 @@ class OpenAILLM(LLM):
             try:
                 return self._constrained(request, kind)
             except _Rejected as rejected:
-                # One retry without the field; when that fails too, its error is the one to report.
-                done = self._plain(request, kind, tools=False)
+                # One retry of the same request without the server-specific fields (and with the stop
+                # strings a free reply needs); when that fails too, its error is the one to report.
+                done = self._plain(request, kind, tools=False, base=rejected.params)
                 self._rejected = str(rejected.error).rstrip(".")
                 return self._warn(done, f"The server at {self.base_url} rejected the step grammar ({kind}: "
                                         f"{self._rejected}), so its replies are not constrained and may not parse.")
@@ -286,14 +291,16 @@ class OpenAILLM(LLM):
             params["temperature"] = self.temperature
         if self.seed is not None:
             params["seed"] = self.seed
-        extra = sampling_fields(kind)
+        extra = sampling_fields(kind) if self._rejected is None else {}
         if extra:
             params["extra_body"] = dict(extra)
         return params
 
-    def _plain(self, request: LLMRequest, kind: str, *, tools: bool) -> Completion:
-        """One unconstrained chat completion (text ReAct, native tools, or a plain text reply)."""
-        params = self._params(request, request.max_tokens, kind)
+    def _plain(self, request: LLMRequest, kind: str, *, tools: bool, base: dict[str, Any] | None = None) -> Completion:
+        """One unconstrained chat completion (text ReAct, native tools, or a plain text reply);
+        ``base``: the params of a rejected constrained request, sent again without ``extra_body``."""
+        params = self._params(request, request.max_tokens, kind) if base is None else {
+            k: v for k, v in base.items() if k not in ("extra_body", "stream", "stream_options")}
         if tools:
             params["messages"] = openai_messages(request.messages, request.tools, note=TOOLS_NOTE)
             params["tools"] = tool_specs(request.tools)
@@ -373,12 +380,12 @@ class OpenAILLM(LLM):
                 quirk = _unsupported_param(exc)
                 if quirk is None or quirk in self._quirks:
                     if language:
-                        raise _Rejected(self._error(exc)) from None
+                        raise _Rejected(self._error(exc), params) from None
                     raise self._error(exc) from None
                 self._quirks.add(quirk)
             except openai.UnprocessableEntityError as exc:
                 if language:
-                    raise _Rejected(self._error(exc)) from None
+                    raise _Rejected(self._error(exc), params) from None
                 raise self._error(exc) from None
             except openai.OpenAIError as exc:
                 raise self._error(exc) from None
