@@ -4,20 +4,20 @@ mmreact builds every agent step's language itself (:func:`mmreact.llms.grammar.s
 rendered as GBNF and as a regular expression). In-process backends decode under it; the
 ``openai:`` backend sends it with the chat-completions request, in the field the server reads:
 
-=================  ==========================================  ======================================
-``grammar=``       request body                                server
-=================  ==========================================  ======================================
-``llamacpp``       ``"grammar": GBNF``                         llama.cpp's ``llama-server`` and
-                   (plus ``"repeat_penalty": 1.0``)            llama-cpp-python's server
-``vllm``           ``"structured_outputs": {"grammar": GBNF}``  vLLM 0.10.2 or later (xgrammar and
+================  ===========================================  ======================================
+``grammar=``      request body                                 server
+================  ===========================================  ======================================
+``llamacpp``      ``"grammar": GBNF``                          llama.cpp's ``llama-server`` and
+                  (plus ``"repeat_penalty": 1.0``)             llama-cpp-python's server
+``vllm``          ``"structured_outputs": {"grammar": GBNF}``  vLLM 0.10.2 or later (xgrammar and
                                                                guidance backends read GBNF)
-``vllm-regex``     ``"structured_outputs": {"regex": RE}``     vLLM 0.10.2 or later, any backend
-``sglang``         ``"ebnf": GBNF``                            SGLang (xgrammar, llguidance backends)
-``sglang-regex``   ``"regex": RE``                             SGLang, any backend (outlines too)
-``ollama``         nothing: unconstrained text ReAct           Ollama (see :data:`OLLAMA_NOTE`)
-``none``           nothing: unconstrained text ReAct           any server
-``auto``           one of the above, from ``GET /v1/models``   see :func:`detect`
-=================  ==========================================  ======================================
+``vllm-regex``    ``"structured_outputs": {"regex": RE}``      vLLM 0.10.2 or later, any backend
+``sglang``        ``"ebnf": GBNF``                             SGLang (xgrammar, llguidance backends)
+``sglang-regex``  ``"regex": RE``                              SGLang, any backend (outlines too)
+``ollama``        nothing: unconstrained text ReAct            Ollama (see :data:`OLLAMA_NOTE`)
+``none``          nothing: unconstrained text ReAct            any server
+``auto``          one of the above, from ``GET /v1/models``    see :func:`detect`
+================  ===========================================  ======================================
 
 Decisions:
 
