@@ -371,6 +371,8 @@ class Chat:
                           prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
                           decided=decided if decided in ("after_thought", "without_thought", "forced") else None,
                           choices=completion.meta.get("choices") if isinstance(completion.meta.get("choices"), int)
+                          else None,
+                          warning=completion.meta.get("warning") if isinstance(completion.meta.get("warning"), str)
                           else None)
             self.messages.append(Message("assistant", text, calls=completion.calls or ()))
             if parsed is None:

@@ -32,6 +32,8 @@ def step_text(step: StepRecord) -> str:
     note = decision_note(step)
     if note:
         lines.append(f"  ({note})")
+    if step.warning:
+        lines.append(f"  (warning: {step.warning})")
     if step.thought:
         lines.append(f"  Thought: {step.thought}")
     for c in step.calls:

@@ -120,6 +120,8 @@ def step_body(step: StepRecord) -> str:
     note = decision_note(step)
     if note:
         out.append(f'<div class="mmr-meta">({_e(note)})</div>')
+    if step.warning:
+        out.append(f'<div class="mmr-err">(warning: {_e(step.warning)})</div>')
     if step.thought:
         out.append(f'<div class="mmr-thought">Thought: {_e(step.thought)}</div>')
     out.extend(call_body(c) for c in step.calls)

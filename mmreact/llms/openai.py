@@ -1,7 +1,10 @@
-"""OpenAI chat completions: api.openai.com or any OpenAI-compatible server (llama.cpp, vLLM, Ollama...).
+"""OpenAI chat completions: api.openai.com or any OpenAI-compatible server (llama.cpp, vLLM, SGLang, Ollama...).
 
 Spec strings: ``openai:MODEL`` (key from ``OPENAI_API_KEY``, URL from ``OPENAI_BASE_URL`` or
 api.openai.com) and ``openai:MODEL@BASE_URL``, e.g. ``openai:smollm2@http://127.0.0.1:8000/v1``.
+Settings follow as a query: ``openai:smollm2@http://127.0.0.1:8000/v1?grammar=llamacpp&options=embedded``
+(keys: ``grammar``, ``options``, ``mode``, ``seed``, ``temperature``; see
+:func:`mmreact.llms.server_grammar.spec_settings`).
 
 Decisions:
 
@@ -11,6 +14,30 @@ Decisions:
   :class:`~mmreact.protocol.Call` objects, and results go back as ``role: tool`` messages. A tools-mode
   reply without tool calls is the final answer. ``"auto"`` (default) picks ``"tools"`` on
   api.openai.com and ``"text"`` on other servers, many of which accept ``tools`` but ignore them.
+* **The step grammar over the wire.** In text mode, a server that can constrain decoding gets each
+  agent step's language (:func:`~mmreact.llms.grammar.step_grammar`, what ``gguf:`` decodes under)
+  in the field it reads (``grammar=llamacpp|vllm|sglang`` and ``-regex`` forms; ``auto``, the
+  default, asks ``GET /v1/models`` once; see :mod:`mmreact.llms.server_grammar`), and the step runs
+  through :func:`~mmreact.llms.grammar.run_step` as in ``gguf:`` (forced steps, decision first or
+  thought first; ``decided`` / ``choices`` in the trace). ``kind="text"`` requests with a
+  ``text_format`` are constrained the same way. ``ollama`` and ``none`` send nothing (Ollama's
+  JSON-schema ``format`` cannot express the language: each step then carries a warning).
+* **No prefill over the wire.** Chat completions have no portable way to write ``Thought:`` /
+  ``Final Answer:`` into the assistant message (llama-cpp-python's server has none), so the server
+  decodes them under the grammar (``run_step(..., prefill=False)``). Its prompt is its own chat
+  template, for a GGUF file the Jinja template ``gguf:`` renders, so ``GGUFLLM(path, prefill=False)``
+  and the same file behind llama-cpp-python's server give the same steps for the same seed
+  (tested). Decoding is not cut early: where ``run_step`` would stop (a settled call, a thought's
+  newline) the server's grammar ends the reply anyway.
+* **Step settings**: ``options=full`` (default, as ``gguf:``), ``options=embedded`` (the embedded
+  135M default's) or any :class:`~mmreact.llms.grammar.StepOptions`; ``writes_thoughts`` follows it.
+  As in-process, a constrained reply's token budget grows to fit the language's longest reply
+  (``full``: ~3,000); a server with a small context may refuse that (one sentence): cap it with
+  ``max_tokens``.
+* **A server that rejects the grammar** (HTTP 400/422 to a request carrying it) gets one retry of
+  that step without it; when the retry succeeds the server is remembered as unconstrained and its
+  steps carry ``meta["warning"]``, as does a reply a server returned outside the language (one that
+  ignores the field). Each warning is also logged once on the ``mmreact`` logger.
 * **Keys.** ``api_key`` > ``OPENAI_API_KEY``. Without a key, api.openai.com is a :class:`ConfigError`
   at construction; any other base URL gets a placeholder key (local servers ignore it).
 * **Retries.** The SDK's own: exponential backoff (0.5 s doubling, capped at 8 s, with jitter; a
@@ -30,6 +57,7 @@ function-calling format, which other tool-calling adapters (LangChain) share.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -39,9 +67,22 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..errors import ConfigError, LLMError, one_line
 from ..protocol import Call, ParseError, new_call_id, parse
 from .base import LLM, Completion, LLMRequest, Message, chat_messages
+from .grammar import FULL, Generated, StepGrammar, StepOptions, run_step, step_grammar
+from .server_grammar import (
+    CONSTRAINED,
+    OLLAMA_NOTE,
+    check_kind,
+    detect,
+    language_fields,
+    options_name,
+    sampling_fields,
+    spec_settings,
+    step_options,
+)
 
 if TYPE_CHECKING:
     from ..tools import Tool
+    from .formats import TextFormat
 
 Mode = Literal["auto", "text", "tools"]
 OPENAI_URL = "https://api.openai.com/v1"
@@ -54,6 +95,16 @@ TOOLS_NOTE = (
     "When you know the answer, reply with the answer as plain text."
 )
 _DROPPABLE = ("stop", "temperature", "stream_options", "max_tokens")
+log = logging.getLogger("mmreact")
+
+
+class _Rejected(Exception):
+    """The server answered a request that carried the step language with HTTP 400/422."""
+
+    def __init__(self, error: LLMError, params: dict[str, Any]) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.params = params
 
 
 class OpenAILLM(LLM):
@@ -67,7 +118,14 @@ class OpenAILLM(LLM):
         max_retries: retries on connection errors, 408/409/429 and 5xx (exponential backoff).
         mode: ``"text"``, ``"tools"`` or ``"auto"`` (see the module docstring).
         temperature: sampling temperature (0 for repeatable runs); ``None`` leaves the server's default.
-        max_tokens: a cap on each reply's length, below the engine's own limit (cost control).
+        max_tokens: a cap on each reply's length, below the engine's own limit (cost control; a cap
+            below a step language's longest reply can cut a constrained reply short).
+        grammar: how the server takes the step language: ``"auto"`` (ask the server), ``"llamacpp"``,
+            ``"vllm"``, ``"vllm-regex"``, ``"sglang"``, ``"sglang-regex"``, ``"ollama"`` or ``"none"``
+            (see :mod:`mmreact.llms.server_grammar`).
+        options: the step language's settings: ``"full"`` (default), ``"embedded"`` or a
+            :class:`~mmreact.llms.grammar.StepOptions`.
+        seed: sent as ``seed`` with every request (servers that sample with a seed repeat themselves).
     """
 
     def __init__(
@@ -81,6 +139,9 @@ class OpenAILLM(LLM):
         mode: Mode = "auto",
         temperature: float | None = 0.0,
         max_tokens: int | None = None,
+        grammar: str = "auto",
+        options: str | StepOptions | None = None,
+        seed: int | None = None,
     ) -> None:
         model = (model or "").strip()
         if not model:
@@ -101,29 +162,60 @@ class OpenAILLM(LLM):
                     "(openai:MODEL@http://host:port/v1) for a local OpenAI-compatible server."
                 )
             key = PLACEHOLDER_KEY
+        kind = check_kind(grammar)
+        if kind in CONSTRAINED and mode == "tools":
+            raise ConfigError(f"grammar={kind} constrains text-ReAct replies, so it cannot be used with mode='tools'.")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ConfigError(f"The seed must be an integer, got {seed!r}.")
         self.model = model
         self.base_url = url or OPENAI_URL
         self.timeout = float(timeout)
         self.max_retries = max(0, min(int(max_retries), 10))
-        self.mode: Literal["text", "tools"] = ("tools" if official else "text") if mode == "auto" else mode
+        tools_default = official and kind in ("auto", "none")
+        self.mode: Literal["text", "tools"] = ("tools" if tools_default else "text") if mode == "auto" else mode
         self.temperature = temperature
         if max_tokens is not None and max_tokens < 1:
             raise ConfigError(f"max_tokens must be at least 1, got {max_tokens}.")
         self.max_tokens = max_tokens
-        self.name = f"openai:{model}" if official else f"openai:{model}@{self.base_url}"
+        self.grammar = kind
+        self.options = step_options(options)
+        self.seed = seed
+        self.name = (f"openai:{model}" if official else f"openai:{model}@{self.base_url}") + self._spec_query()
         self._key = key
         self._client: Any = None
         self._lock = threading.Lock()
         self._quirks: set[str] = set()
+        #: the server kind once known (``grammar``, or what ``auto`` detected)
+        self._kind: str | None = "none" if kind == "auto" and official else None if kind == "auto" else kind
+        self._kind_lock = threading.Lock()
+        #: why the server is no longer sent the step language (it rejected it), else ``None``
+        self._rejected: str | None = None
+        self._logged: set[str] = set()
+
+    def _spec_query(self) -> str:
+        """The settings that differ from the defaults, as a spec query (part of :attr:`name`)."""
+        parts = [f"grammar={self.grammar}"] if self.grammar != "auto" else []
+        if self.options != FULL:
+            parts.append(f"options={options_name(self.options)}")
+        if self.seed is not None:
+            parts.append(f"seed={self.seed}")
+        return "?" + "&".join(parts) if parts else ""
 
     @classmethod
     def from_spec(cls, spec: str) -> OpenAILLM:
-        """``MODEL`` or ``MODEL@BASE_URL`` (the URL starts with http:// or https://)."""
+        """``MODEL`` or ``MODEL@BASE_URL`` (the URL starts with http:// or https://), optionally
+        followed by ``?key=value&...`` settings (:func:`~mmreact.llms.server_grammar.spec_settings`)."""
+        spec, _, query = spec.partition("?")
+        kwargs = spec_settings(query) if query else {}
         for marker in ("@http://", "@https://"):
             model, sep, rest = spec.partition(marker)
             if sep:
-                return cls(model, base_url=marker[1:] + rest)
-        return cls(spec)
+                return cls(model, base_url=marker[1:] + rest, **kwargs)
+        return cls(spec, **kwargs)
+
+    @property
+    def writes_thoughts(self) -> bool:
+        return self.options.thought
 
     # -- client ---------------------------------------------------------------------------
     def client(self) -> Any:
@@ -140,14 +232,75 @@ class OpenAILLM(LLM):
                 )
             return self._client
 
+    def server_kind(self) -> str:
+        """How this server takes the step language: :attr:`grammar`, or for ``"auto"`` what
+        ``GET /v1/models`` says (asked once; see :func:`mmreact.llms.server_grammar.detect`)."""
+        with self._kind_lock:
+            if self._kind is None:
+                self._kind = self._detect()
+            return self._kind
+
+    def _detect(self) -> str:
+        import openai
+
+        try:
+            page = self.client().models.list()
+            owned = [str(getattr(m, "owned_by", "") or "") for m in page.data]
+        except (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError) as exc:
+            raise self._error(exc) from None  # the same sentence the chat request would give
+        except Exception:  # noqa: BLE001 - no model list (404), or not the OpenAI shape: not a known server
+            return "none"
+        return detect(owned)
+
     # -- one step -------------------------------------------------------------------------
     def complete(self, request: LLMRequest) -> Completion:
         self.client()  # a missing openai package is a ConfigError sentence
-        import openai
-
         tools = self.mode == "tools" and request.kind == "react" and bool(request.tools)
-        limit = min(request.max_tokens, self.max_tokens) if self.max_tokens else request.max_tokens
+        kind = "none" if self.mode == "tools" else self.server_kind()
+        language = request.kind == "react" or request.text_format is not None
+        if kind in CONSTRAINED and language and self._rejected is None:
+            try:
+                return self._constrained(request, kind)
+            except _Rejected as rejected:
+                # One retry of the same request without the server-specific fields (and with the stop
+                # strings a free reply needs); when that fails too, its error is the one to report.
+                done = self._plain(request, kind, tools=False, base=rejected.params)
+                self._rejected = str(rejected.error).rstrip(".")
+                return self._warn(done, f"The server at {self.base_url} rejected the step grammar ({kind}: "
+                                        f"{self._rejected}), so its replies are not constrained and may not parse.")
+        done = self._plain(request, kind, tools=tools)
+        if kind == "ollama" and language and not tools:
+            return self._warn(done, OLLAMA_NOTE)
+        if self._rejected is not None and kind in CONSTRAINED and language:
+            return self._warn(done, f"The server at {self.base_url} rejected the step grammar earlier ({kind}), "
+                                    "so its replies are not constrained and may not parse.")
+        return done
+
+    def _warn(self, done: Completion, warning: str) -> Completion:
+        done.meta["warning"] = warning
+        if warning not in self._logged:
+            self._logged.add(warning)
+            log.warning("%s: %s", self.name, warning)
+        return done
+
+    def _params(self, request: LLMRequest, limit: int, kind: str) -> dict[str, Any]:
+        if self.max_tokens:
+            limit = min(limit, self.max_tokens)
         params: dict[str, Any] = {"model": self.model, "max_tokens": limit}
+        if self.temperature is not None:
+            params["temperature"] = self.temperature
+        if self.seed is not None:
+            params["seed"] = self.seed
+        extra = sampling_fields(kind) if self._rejected is None else {}
+        if extra:
+            params["extra_body"] = dict(extra)
+        return params
+
+    def _plain(self, request: LLMRequest, kind: str, *, tools: bool, base: dict[str, Any] | None = None) -> Completion:
+        """One unconstrained chat completion (text ReAct, native tools, or a plain text reply);
+        ``base``: the params of a rejected constrained request, sent again without ``extra_body``."""
+        params = self._params(request, request.max_tokens, kind) if base is None else {
+            k: v for k, v in base.items() if k not in ("extra_body", "stream", "stream_options")}
         if tools:
             params["messages"] = openai_messages(request.messages, request.tools, note=TOOLS_NOTE)
             params["tools"] = tool_specs(request.tools)
@@ -155,34 +308,13 @@ class OpenAILLM(LLM):
             params["messages"] = chat_messages(request.messages)
             if request.stop:
                 params["stop"] = list(request.stop)[:4]  # OpenAI takes at most four
-        if self.temperature is not None:
-            params["temperature"] = self.temperature
-        if request.on_text is not None:
-            params["stream"] = True
-            params["stream_options"] = {"include_usage": True}
         t0 = time.perf_counter()
-        for _ in range(len(_DROPPABLE) + 1):
-            self._apply_quirks(params)
-            try:
-                if request.on_text is not None:
-                    content, raw_calls, usage, finish, first = self._stream(params, request, t0)
-                else:
-                    content, raw_calls, usage, finish, first = self._once(params)
-                break
-            except openai.BadRequestError as exc:
-                quirk = _unsupported_param(exc)
-                if quirk is None or quirk in self._quirks:
-                    raise self._error(exc) from None
-                self._quirks.add(quirk)
-            except openai.OpenAIError as exc:
-                raise self._error(exc) from None
-        else:  # pragma: no cover - every quirk can only be added once
-            raise LLMError(f"The server at {self.base_url} kept rejecting request parameters.")
-        seconds = time.perf_counter() - t0
+        content, raw_calls, usage, finish, first = self._call(params, request.on_text, t0)
         calls = tuple(tool_call(cid, name, args) for cid, name, args in raw_calls)
         text = content if calls or not tools else final_text(content)
-        meta: dict[str, Any] = {"seconds": seconds, "model": self.model, "mode": "tools" if tools else "text",
-                                "finish_reason": finish}
+        meta: dict[str, Any] = {"seconds": time.perf_counter() - t0, "model": self.model,
+                                "mode": "tools" if tools else "text", "finish_reason": finish,
+                                "grammar": "none"}
         if first is not None:
             meta["first_token_seconds"] = first
         return Completion(
@@ -190,6 +322,75 @@ class OpenAILLM(LLM):
             prompt_tokens=getattr(usage, "prompt_tokens", None),
             completion_tokens=getattr(usage, "completion_tokens", None), meta=meta,
         )
+
+    def _constrained(self, request: LLMRequest, kind: str) -> Completion:
+        """One reply decoded by the server under the request's language (see the module docstring)."""
+        messages = chat_messages(request.messages)
+        t0 = time.perf_counter()
+        seen: dict[str, Any] = {}
+
+        def generate(language: StepGrammar | TextFormat, stop_when: Any, stream: bool) -> Generated:
+            # ``stop_when`` is not needed: where it would stop, the server's grammar ends the reply.
+            bound = language.max_chars
+            limit = max(request.max_tokens, bound + 8) if bound is not None else request.max_tokens
+            params = self._params(request, limit, kind)
+            params["messages"] = messages
+            params["extra_body"] = {**params.get("extra_body", {}), **language_fields(kind, language)}
+            content, _, usage, finish, first = self._call(params, request.on_text if stream else None, t0,
+                                                          language=True)
+            seen.update(finish_reason=finish, first=first)
+            if finish != "length" and not language.accepts(content):
+                seen["outside"] = True
+            return Generated(content, getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None))
+
+        if request.kind == "react":
+            out, meta = run_step(step_grammar(request, self.options), generate, on_text=request.on_text,
+                                 prefill=False)
+        else:
+            assert request.text_format is not None
+            out, meta = generate(request.text_format, None, True), {}
+        meta.update(seconds=time.perf_counter() - t0, model=self.model, mode="text", grammar=kind,
+                    options=options_name(self.options), finish_reason=seen.get("finish_reason"))
+        if seen.get("first") is not None:
+            meta["first_token_seconds"] = seen["first"]
+        done = Completion(out.text, prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens,
+                          meta=meta)
+        if seen.get("outside"):
+            return self._warn(done, f"The server at {self.base_url} returned a reply outside the step language, "
+                                    f"so it did not apply grammar={kind}; check the server kind "
+                                    "(openai:MODEL@URL?grammar=...).")
+        return done
+
+    def _call(self, params: dict[str, Any], on_text: Any, t0: float, *,
+              language: bool = False) -> tuple[str, list[tuple[str, str, Any]], Any, str | None, float | None]:
+        """One chat completion (streamed when ``on_text`` is set), dropping parameters the server
+        rejects as unsupported. With ``language``, any other 400/422 is :class:`_Rejected`."""
+        import openai
+
+        if on_text is not None:
+            params["stream"] = True
+            params["stream_options"] = {"include_usage": True}
+        for _ in range(len(_DROPPABLE) + 1):
+            self._apply_quirks(params)
+            try:
+                if on_text is not None:
+                    return self._stream(params, on_text, t0)
+                return self._once(params)
+            except openai.BadRequestError as exc:
+                quirk = _unsupported_param(exc)
+                if quirk is None or quirk in self._quirks:
+                    if language:
+                        raise _Rejected(self._error(exc), params) from None
+                    raise self._error(exc) from None
+                self._quirks.add(quirk)
+            except openai.UnprocessableEntityError as exc:
+                if language:
+                    raise _Rejected(self._error(exc), params) from None
+                raise self._error(exc) from None
+            except openai.OpenAIError as exc:
+                raise self._error(exc) from None
+        # pragma: no cover - every quirk can only be added once
+        raise LLMError(f"The server at {self.base_url} kept rejecting request parameters.")
 
     def _apply_quirks(self, params: dict[str, Any]) -> None:
         for quirk in self._quirks:
@@ -208,11 +409,10 @@ class OpenAILLM(LLM):
                for tc in (msg.tool_calls or []) if getattr(tc, "function", None) is not None]
         return msg.content or "", raw, resp.usage, choice.finish_reason, None
 
-    def _stream(self, params: dict[str, Any], request: LLMRequest,
+    def _stream(self, params: dict[str, Any], on_text: Any,
                 t0: float) -> tuple[str, list[tuple[str, str, Any]], Any, str | None, float | None]:
         import openai
 
-        assert request.on_text is not None
         stream = self.client().chat.completions.create(**params)
         parts: list[str] = []
         slots: dict[int, dict[str, str]] = {}
@@ -251,7 +451,7 @@ class OpenAILLM(LLM):
                         if first is None:
                             first = time.perf_counter() - t0
                         parts.append(delta.content)
-                        request.on_text(delta.content)
+                        on_text(delta.content)
         finally:
             _close(stream)
         if finish is None:  # the body ended before the reply did (a connection closed mid-stream)
