@@ -86,6 +86,8 @@ class Agent:
             share one deadline), before the unfinished ones are reported to the model as timed out.
         image_policy: size limits and an optional allowed folder for image files
             (default: :meth:`ImagePolicy.from_env`).
+        examples: solved examples shown before every question (:mod:`mmreact.shots`): a list of
+            :class:`mmreact.shots.Example` or a JSONL file; checked and run when the agent is created.
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class Agent:
         tool_timeout: float | None = None,
         system_prompt: str | None = None,
         image_policy: ImagePolicy | None = None,
+        examples: Any = None,
     ) -> None:
         from .llms import load_llm
         from .registry import resolve_tools
@@ -116,6 +119,9 @@ class Agent:
         self.tool_timeout = tool_timeout
         self.system_prompt = system_prompt or prompts.system_prompt(self.tools, thoughts=self.llm.writes_thoughts)
         self.image_policy = image_policy
+        from .shots import for_agent
+
+        self.examples = for_agent(examples, self.tools, self.llm, image_policy) if examples is not None else None
 
     def load(self) -> dict[str, float]:
         """Load the LLM and every tool's model now, instead of lazily in the first run.
@@ -244,6 +250,8 @@ class Chat:
         self.agent = agent
         self.images = ImageTable(agent.image_policy)
         self.messages: list[Message] = [Message("system", agent.system_prompt)]
+        if agent.examples is not None:  # solved examples, as completed exchanges (mmreact.shots)
+            self.messages.extend(agent.examples.messages)
         self.memo: dict[str, CallRecord] = {}
         self.turns: list[Result] = []
 
