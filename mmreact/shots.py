@@ -149,7 +149,7 @@ class _PackageRoots(Mapping[str, Path]):
 
         return key in _PACKAGES
 
-    def __iter__(self):  # noqa: ANN204 - Mapping protocol
+    def __iter__(self):
         from .eval.builtin import _PACKAGES
 
         return iter(_PACKAGES)

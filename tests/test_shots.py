@@ -208,15 +208,15 @@ def test_text_in_an_example_image_cannot_close_its_observation():
 
 # -- checked and run when the agent is made -----------------------------------------------------
 @pytest.mark.parametrize(("steps", "fragment"), [
-    (["caption(image_1)"], "Example 1 ('x'): 'caption(image_1)' calls the tool 'caption', which this agent does not "
-                           "have (its tools: colour, scaled, reader, boom)."),
+    (["caption(image_1)"], ("Example 1 ('x'): 'caption(image_1)' calls the tool 'caption', which this agent does not "
+                            "have (its tools: colour, scaled, reader, boom).")),
     (["scaled(image_1)"], "Example 1 ('x'): 'scaled(image_1)' has bad arguments for scaled: factor: Field required"),
     (["scaled(image_1, 'two')"], "'scaled(image_1, 'two')' has bad arguments for scaled: factor:"),
     (["colour(image_2)"], "names the image 'image_2', but the example's images are image_1."),
     (["colour(example_1_image_1)"], "names the image 'example_1_image_1', but the example's images are image_1."),
     (["colour(image_1"], "Example 1 ('x'): cannot read the call 'colour(image_1'"),
-    (["boom(image_1)"], "Example 1 ('x'): boom(example_1_image_1) failed, so the example cannot be shown solved "
-                        "(RuntimeError: sensor on fire)."),
+    (["boom(image_1)"], ("Example 1 ('x'): boom(example_1_image_1) failed, so the example cannot be shown solved "
+                         "(RuntimeError: sensor on fire).")),
 ])
 def test_bad_steps_are_one_sentence_at_creation(steps, fragment):
     tools, counts = make_tools()
@@ -244,7 +244,7 @@ def test_an_example_tool_that_returns_an_error_fails_creation():
 
 def test_bad_examples_and_images_are_one_sentence(tmp_path):
     tools, _ = make_tools()
-    make = lambda ex: Agent(ScriptedLLM(["Final Answer: x"]), tools=tools, examples=ex)  # noqa: E731
+    make = lambda ex: Agent(ScriptedLLM(["Final Answer: x"]), tools=tools, examples=ex)
     with pytest.raises(ConfigError, match="needs a non-empty question"):
         Example(" ", "a")
     with pytest.raises(ConfigError, match="Example 'q' needs a non-empty answer"):

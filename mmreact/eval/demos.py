@@ -45,7 +45,7 @@ class Shots:
         return {"k": self.k, "source": self.source, "ids": list(self.ids), "excluded": list(self.excluded)}
 
     def sentence(self) -> str:
-        text = f"Solved examples shown before each question: K = {self.k} from {self.source} ({', '.join(self.ids)})"
+        text = f"Solved examples shown before each question: K = {self.k} from {self.source}: {', '.join(self.ids)}"
         if self.excluded:
             text += f"; not scored: {', '.join(self.excluded)}"
         return text + "."
