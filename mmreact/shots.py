@@ -242,11 +242,14 @@ def examples_from_items(items: Iterable[EvalItem]) -> list[Example]:
 
 
 def as_examples(examples: Any) -> list[Example]:
-    """A JSONL path, or a sequence of :class:`Example` objects, eval items or JSON-style dicts."""
+    """A JSONL path, another system's :class:`Demonstrations`, or a sequence of :class:`Example`
+    objects, eval items or JSON-style dicts."""
     from .eval.dataset import EvalItem
 
     if isinstance(examples, (str, Path)):
         return load_examples(examples)
+    if isinstance(examples, Demonstrations):
+        return list(examples.examples)
     if isinstance(examples, (Example, Mapping)) or not isinstance(examples, Iterable):
         raise ConfigError("examples must be a list of mmreact.shots.Example objects (or a JSONL file path).")
     out: list[Example] = []

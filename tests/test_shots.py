@@ -297,6 +297,7 @@ def test_jsonl_examples_with_steps(tmp_path):
     assert len(agent.examples) == 3 and agent.examples.messages[1].content == (
         "Thought: Measure it.\nAction: colour(example_1_image_1)")
     assert [e.id for e in as_examples([{"question": "Q?", "answers": ["A"], "id": "d"}])] == ["d"]
+    assert as_examples(agent.examples) == list(agent.examples.examples)  # one agent's examples for another
 
 
 @pytest.mark.parametrize(("text", "fragment"), [
