@@ -90,6 +90,8 @@ class Agent:
             ``"all"`` or tool names; see :mod:`mmreact.prefetch`).
         image_policy: size limits and an optional allowed folder for image files
             (default: :meth:`ImagePolicy.from_env`).
+        examples: solved examples shown before every question (:mod:`mmreact.shots`): a list of
+            :class:`mmreact.shots.Example` or a JSONL file; checked and run when the agent is created.
     """
 
     def __init__(
@@ -103,6 +105,7 @@ class Agent:
         system_prompt: str | None = None,
         image_policy: ImagePolicy | None = None,
         prefetch: Policy = "auto",
+        examples: Any = None,
     ) -> None:
         from .llms import load_llm
         from .registry import resolve_tools
@@ -123,6 +126,9 @@ class Agent:
         self.image_policy = image_policy
         self.prefetch = prefetching.validate(prefetch, self.tools)
         self._prefetch_tools = prefetching.choose(self.prefetch, self.tools, self.llm)
+        from .shots import for_agent
+
+        self.examples = for_agent(examples, self.tools, self.llm, image_policy) if examples is not None else None
 
     def load(self) -> dict[str, float]:
         """Load the LLM and every tool's model now, instead of lazily in the first run; the LLM
@@ -261,6 +267,8 @@ class Chat:
         self.agent = agent
         self.images = ImageTable(agent.image_policy)
         self.messages: list[Message] = [Message("system", agent.system_prompt)]
+        if agent.examples is not None:  # solved examples, as completed exchanges (mmreact.shots)
+            self.messages.extend(agent.examples.messages)
         self.memo: dict[str, CallRecord] = {}
         self.turns: list[Result] = []
         #: The calls started ahead of the model for the current turn (see :mod:`mmreact.prefetch`).

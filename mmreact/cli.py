@@ -63,6 +63,8 @@ def ask(
     save_annotated: AnnotatedOpt = None,
     prefetch: Annotated[str, typer.Option("--prefetch", help="Experts to start on the images before the model "
                                           "asks: auto, none, all, or tool names (a,b).")] = "auto",
+    examples: Annotated[Optional[str], typer.Option("--examples", metavar="FILE.jsonl", help="Solved examples to "
+                        "show first: the eval JSONL format plus optional steps (see mmreact.shots).")] = None,
 ) -> None:
     """Ask a question about one or more images; print the answer."""
     from .agent import Agent
@@ -77,7 +79,8 @@ def ask(
             from .annotate import image_format
 
             image_format(save_annotated)  # a bad path fails now, not after the run
-        agent = Agent(llm=llm, tools=parse_tool_list(tools), max_steps=max_steps, prefetch=prefetch)
+        agent = Agent(llm=llm, tools=parse_tool_list(tools), max_steps=max_steps, prefetch=prefetch,
+                      examples=examples)
         console = _err_console() if verbose else None
         if console is not None:
             from .registry import plugin_failures
@@ -86,6 +89,8 @@ def ask(
                 console.print(f"(skipped plug-in {f.entry_point} from {f.distribution}: {f.error})", markup=False)
             console.print(f"LLM: {agent.llm.name}; tools: {', '.join(t.name for t in agent.tools) or 'none'}",
                           markup=False)
+            if agent.examples is not None:
+                console.print(f"Solved examples shown first: {len(agent.examples)} from {examples}", markup=False)
 
         def on_step(step):  # noqa: ANN001
             if console is not None:
@@ -228,8 +233,17 @@ def eval_(
     rerun: Annotated[bool, typer.Option("--rerun", help="When resuming, run again the items whose system, input, "
                                         "scorer or answers changed (with --rescore: only those it cannot rescore).")
                      ] = False,
+    shots: Annotated[Optional[int], typer.Option("--shots", help="Show K solved examples before each question "
+                     "(from --shots-from, else drawn from the eval set and not scored).")] = None,
+    shots_from: Annotated[Optional[str], typer.Option("--shots-from", metavar="FILE", help="JSONL file of solved "
+                          "examples (eval format plus optional steps); its first K are shown.")] = None,
+    shots_seed: Annotated[int, typer.Option("--shots-seed", help="Seed for drawing the examples from the eval set.")
+                          ] = 0,
+    save_traces: Annotated[bool, typer.Option("--save-traces", help="Also write every run's trace to traces.jsonl.")
+                           ] = False,
 ) -> None:
     """Evaluate systems on an eval set; print the report and write results, Markdown, JSON and a plot."""
+    from dataclasses import replace
     from pathlib import Path
 
     from .eval.dataset import load_dataset, select
@@ -240,15 +254,24 @@ def eval_(
     try:
         if concurrency < 1:
             raise MMReactError(f"--concurrency must be at least 1, got {concurrency}.")
+        from .eval.demos import choose
+
         specs = parse_system_args(system)
-        items = select(load_dataset(data), limit)
+        demos, items = choose(load_dataset(data), shots or 0, shots_from, shots_seed)
+        items = select(items, limit)
         chosen = get_scorer(scorer) if scorer is not None else None
-        systems = {name: load_system(spec) for name, spec in specs.items()}
+        options = {"examples": list(demos.examples)} if demos is not None else {}
+        systems = {name: load_system(spec, **options) for name, spec in specs.items()}
         set_name = "builtin" if data == "builtin" else (Path(data).stem if Path(data).suffix else Path(data).name)
-        out_dir = Path(out) if out else Path("eval-out") / (set_name or "eval")
+        out_dir = Path(out) if out else Path("eval-out") / ((set_name or "eval") + (f"-{shots}shot" if shots else ""))
         results = run_eval(items, systems, out_dir, concurrency=concurrency, resume=not fresh, scorer=chosen,
-                           retry_errors=retry_errors, rescore=rescore, rerun=rerun, progress=sys.stderr.isatty())
+                           retry_errors=retry_errors, rescore=rescore, rerun=rerun, progress=sys.stderr.isatty(),
+                           save_traces=save_traces)
         report = summarize(results, read_loads(out_dir))
+        if shots is not None:
+            stated = {**demos.to_dict(), "sentence": demos.sentence()} if demos is not None else {
+                "k": 0, "sentence": "No solved examples shown (K = 0)."}
+            report = replace(report, shots=stated)
         paths = write_report(report, out_dir)
     except MMReactError as exc:
         _fail(str(exc))
@@ -256,6 +279,8 @@ def eval_(
     from rich.console import Console
 
     console = Console(highlight=False)
+    if report.shots is not None:
+        typer.echo(report.shots["sentence"])
     for table in report.tables():
         console.print(table)
     typer.echo(report.latency_note)

@@ -16,7 +16,10 @@ Every line of ``results.jsonl`` carries::
   it has (an end-to-end model's name, checkpoint, token budget, dtype ...). LLM attributes that
   change speed only (:data:`NOT_SETTINGS`: thread counts, timeouts) are left out; long values
   are stored as hashes. A custom system whose answers depend on other settings should say them
-  in ``eval_settings()``.
+  in ``eval_settings()``. A system shown solved examples (:mod:`mmreact.shots`, the agent's or an
+  end-to-end model's ``examples``) adds ``examples``: their number and a hash of what the model is
+  shown (rendered exchanges, images), so results made with other examples, or none, never mix; a
+  system without examples has no such key, so its fingerprint is the one it had before examples existed.
 * ``mmreact``: the version; a new version may answer differently, so it counts as the system.
 * ``scorer``: the scorer's spec and the version of the scoring rules (``Scorer.fingerprint``).
 * ``item``: ``input`` hashes what the system sees (question, image file bytes); ``key`` hashes
@@ -125,6 +128,9 @@ def system_settings(system: Any) -> dict[str, Any]:
                 v = getattr(system, k, None)
                 if v is not None and isinstance(v, _SCALARS):
                     settings[k] = v
+        shown = getattr(system, "examples", None)
+        if shown is not None and getattr(shown, "fingerprint", None):  # solved examples (mmreact.shots)
+            settings["examples"] = {"count": len(shown), "digest": shown.fingerprint}
     return {str(k): _compact(v) for k, v in settings.items()}
 
 

@@ -72,10 +72,16 @@ class Report:
     #: capability -> number of items tagged with it (the same for every system).
     capabilities: dict[str, int]
     latency_note: str = LATENCY_NOTE
+    #: The solved examples shown before each item (``mmreact eval --shots``; see
+    #: :meth:`mmreact.eval.demos.Shots.to_dict`), with the sentence that states them; ``None``: none.
+    shots: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"capabilities": self.capabilities, "systems": [asdict(s) for s in self.systems],
-                "latency_note": self.latency_note}
+        out = {"capabilities": self.capabilities, "systems": [asdict(s) for s in self.systems],
+               "latency_note": self.latency_note}
+        if self.shots is not None:
+            out["shots"] = self.shots
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -96,6 +102,9 @@ class Report:
 
     def to_markdown(self) -> str:
         lines = ["# mmreact eval", ""]
+        if self.shots is not None:
+            lines += [str(self.shots.get("sentence") or f"Solved examples shown before each question: K = "
+                                                         f"{self.shots.get('k')}."), ""]
         for title, (header, rows) in (
             ("Accuracy (%); a capability column covers the items tagged with it (their number in brackets).",
              self._accuracy()),

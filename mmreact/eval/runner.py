@@ -56,6 +56,8 @@ from .scorers import Scorer, get_scorer, score_item
 
 RESULTS_FILE = "results.jsonl"
 LOADS_FILE = "loads.jsonl"
+#: Written only when asked (``save_traces``): one line per run item, ``{"system", "item", "trace"}``.
+TRACES_FILE = "traces.jsonl"
 LATENCY_NOTE = (
     "Latency is the wall-clock time of one system.run call (image loading, LLM and tool time), with the "
     "system's models loaded beforehand (their load time is shown apart) and minus any time its LLM calls "
@@ -144,14 +146,35 @@ class _Writer:
         self._f.close()
 
 
+class _TraceWriter:
+    """Appends ``{"system", "item", "trace"}`` lines (traces that cannot be dumped as JSON are skipped)."""
+
+    def __init__(self, path: Path) -> None:
+        self._f = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._lock = threading.Lock()
+
+    def write(self, system: str, item: str, trace: Any) -> None:
+        dump = getattr(trace, "model_dump", None)
+        if not callable(dump):
+            return
+        line = json.dumps({"system": system, "item": item, "trace": dump(mode="json")}, ensure_ascii=False) + "\n"
+        with self._lock:
+            self._f.write(line)
+            self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+
 # -- systems -----------------------------------------------------------------------------------
 def _is_agent_spec(spec: str) -> bool:
     return spec.strip() == "agent" or spec.strip().startswith("agent:")
 
 
-def load_system(spec: str) -> System:
+def load_system(spec: str, **options: Any) -> System:
     """A system from a spec: :func:`mmreact.mllm.load_system` when that exists, else
-    ``agent`` / ``agent:LLMSPEC`` -> :class:`mmreact.Agent` with every tool ready here."""
+    ``agent`` / ``agent:LLMSPEC`` -> :class:`mmreact.Agent` with every tool ready here. ``options``
+    go to the system's constructor (e.g. ``examples``, see :mod:`mmreact.shots`)."""
     try:
         mllm = importlib.import_module("mmreact.mllm")
     except ModuleNotFoundError as exc:
@@ -161,7 +184,7 @@ def load_system(spec: str) -> System:
     loader = getattr(mllm, "load_system", None)
     if loader is not None:
         try:
-            return loader(spec)
+            return loader(spec, **options)
         except ConfigError:
             if not _is_agent_spec(spec):
                 raise
@@ -170,7 +193,7 @@ def load_system(spec: str) -> System:
     from ..agent import Agent
 
     _, _, llm = spec.strip().partition(":")
-    return Agent(llm=llm or None)
+    return Agent(llm=llm or None, **options)
 
 
 _NAME_RE = re.compile(r"^([A-Za-z0-9_.\-]+)=(.+)$")
@@ -222,8 +245,9 @@ def _trace_stats(trace: Any) -> dict[str, Any]:
 
 
 def run_item(name: str, system: System, item: EvalItem, scorer: Scorer,
-             fingerprint: dict[str, Any] | None = None) -> ItemResult:
-    """Run one system on one item and score it; failures become an ``error`` record."""
+             fingerprint: dict[str, Any] | None = None, on_trace: Any = None) -> ItemResult:
+    """Run one system on one item and score it; failures become an ``error`` record.
+    ``on_trace(trace)`` receives the run's trace when there is one."""
 
     def record(**fields: Any) -> ItemResult:
         return ItemResult(system=name, item=item.id, capabilities=item.capabilities, fingerprint=fingerprint,
@@ -235,6 +259,8 @@ def run_item(name: str, system: System, item: EvalItem, scorer: Scorer,
     except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
         wall = time.perf_counter() - t0
         trace = getattr(exc, "trace", None)
+        if on_trace is not None and trace is not None:
+            on_trace(trace)
         return record(prediction=None, score=0.0, status="error", seconds=max(0.0, wall - _wait(trace)),
                       error=one_line(exc), **_trace_stats(trace))
     wall = time.perf_counter() - t0
@@ -249,6 +275,8 @@ def run_item(name: str, system: System, item: EvalItem, scorer: Scorer,
                       error=f"the system returned a {type(out).__name__}, not a string or a result with .answer")
     seconds = max(0.0, wall - _wait(trace))
     stats = _trace_stats(trace)
+    if on_trace is not None and trace is not None:
+        on_trace(trace)
     if prediction is None:
         status = str(getattr(trace, "status", None) or "no_answer")
         return record(prediction=None, score=0.0, status=status, seconds=seconds,
@@ -401,6 +429,7 @@ def run_eval(
     rescore: bool = False,
     rerun: bool = False,
     progress: bool = True,
+    save_traces: bool = False,
 ) -> list[ItemResult]:
     """Evaluate every system on every item; return one result per (system, item), in order.
 
@@ -411,6 +440,7 @@ def run_eval(
             answers/choices changed (no system runs).
         rerun: on resume, run again the pairs whose fingerprint changed (with ``rescore``, only
             those that cannot be rescored).
+        save_traces: also append each run item's trace to ``traces.jsonl`` (for tool-choice counts).
 
     Raises:
         ConfigError: saved results were made differently and neither ``rescore`` nor ``rerun``
@@ -438,7 +468,7 @@ def run_eval(
         raise ConfigError(f"Cannot create the output folder {out}: {exc.strerror or exc}.") from None
     path = out / RESULTS_FILE
     if not resume:
-        for stale in (path, out / LOADS_FILE):
+        for stale in (path, out / LOADS_FILE, out / TRACES_FILE):
             if stale.exists():
                 stale.unlink()
     latest: dict[tuple[str, str], ItemResult] = {}
@@ -452,9 +482,11 @@ def run_eval(
 
     writer = _Writer(path)
     lock = threading.Lock()
+    traces = _TraceWriter(out / TRACES_FILE) if save_traces else None
 
     def task(name: str, system: System, item: EvalItem, bar: Any) -> None:
-        record = run_item(name, system, item, scorers[item.id], fingerprints[(name, item.id)].to_dict())
+        on_trace = None if traces is None else (lambda trace: traces.write(name, item.id, trace))
+        record = run_item(name, system, item, scorers[item.id], fingerprints[(name, item.id)].to_dict(), on_trace)
         writer.write(record)
         with lock:
             latest[(name, item.id)] = record
@@ -490,4 +522,6 @@ def run_eval(
                     pool.shutdown(wait=True, cancel_futures=True)
     finally:
         writer.close()
+        if traces is not None:
+            traces.close()
     return [latest[(name, it.id)] for name in systems for it in items if (name, it.id) in latest]

@@ -14,6 +14,9 @@ Decisions:
   costs the same as the others. Call ``load()`` yourself to time it.
 * Images go through the same validation and handle table as the agent's (identical pixels given
   twice become one image), so both systems see the same inputs.
+* Solved examples (:mod:`mmreact.shots`, ``examples=`` on each backend) are shown before the
+  question as completed turns (images, question, answer) in the family's own chat format; a
+  backend that cannot take them (one image per question) says so in one sentence when it is made.
 """
 
 from __future__ import annotations
@@ -22,12 +25,15 @@ import abc
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from ..agent import Result
 from ..errors import ConfigError, LLMError, MMReactError, one_line
 from ..images import Image, ImageSource, ImageTable
 from ..trace import ImageRecord, StepRecord, Trace
+
+if TYPE_CHECKING:
+    from ..shots import Demonstrations
 
 __all__ = ["Bridge", "EndToEndSystem", "Generation", "Result", "RunResult", "System", "as_sources"]
 
@@ -83,6 +89,21 @@ class EndToEndSystem(abc.ABC):
     #: How many questions may usefully run at once from threads (``None``: no limit); the eval
     #: runner reads it.
     max_concurrency: int | None = None
+    #: Solved examples shown before every question (:func:`mmreact.shots.for_model`), or ``None``.
+    examples: Demonstrations | None = None
+
+    def use_examples(self, examples: Any) -> None:
+        """Show ``examples`` (a list of :class:`mmreact.shots.Example`, or a JSONL file) before every
+        question; raises :class:`ConfigError` when this model cannot take them."""
+        from ..shots import for_model
+
+        shown = for_model(examples) if examples is not None else None
+        if shown is not None:
+            self.check_examples(shown)
+        self.examples = shown
+
+    def check_examples(self, examples: Demonstrations) -> None:
+        """Raise :class:`ConfigError` when the model cannot be shown ``examples`` (the default takes any)."""
 
     @property
     def bridge(self) -> Bridge:

@@ -25,6 +25,13 @@ Decisions:
   "<end_of_utterance>", "\\nAssistant:"``, with ``<image>`` tokens banned from the output, as its
   model card does). Every other family uses the processor's chat template (one ``{"type": "image"}``
   part per image, then the question) and, without one, LLaVA-1.5's ``USER: <image>\\n... ASSISTANT:``.
+* Solved examples (``examples=``, :mod:`mmreact.shots`) go before the question as completed turns,
+  their images interleaved in order: a user turn (images, question) and an assistant turn (the
+  answer) each. IDEFICS: ``"User:", images..., question, "<end_of_utterance>", "\\nAssistant: ANSWER
+  <end_of_utterance>", "\\nUser:", ...`` (its model card's few-shot format); chat templates: user and
+  assistant messages; LLaVA without a template: ``USER: <image>\\nQ ASSISTANT: A</s>USER: ...``.
+  BLIP-2 and InstructBLIP take one image per question and refuse examples in one sentence, and so
+  does a model with neither a chat template nor a known family.
 * Greedy decoding (``do_sample=False``) so runs repeat; ``max_new_tokens`` caps the answer. The
   checkpoint's saved generation config is passed on explicitly, because BLIP-2 and InstructBLIP
   hand generation to their inner LLM, which would otherwise use a config built from its bare
@@ -44,7 +51,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import ConfigError, WeightsMissingError, one_line
 from ..experts.base import (
@@ -57,6 +64,9 @@ from ..experts.base import (
 )
 from ..images import Image
 from .base import Bridge, EndToEndSystem, Generation
+
+if TYPE_CHECKING:
+    from ..shots import Demonstrations
 
 __all__ = ["BRIDGES", "FAMILIES", "Family", "HFMultimodal"]
 
@@ -105,13 +115,14 @@ class HFMultimodal(EndToEndSystem):
         dtype: ``"bfloat16"``, ``"float16"``, ``"float32"`` or a torch dtype; ``None`` means half
             precision on GPU and fp32 on CPU.
         max_new_tokens: the most tokens one answer may have.
+        examples: solved examples shown before every question (:mod:`mmreact.shots`).
     """
 
     #: generate() calls on one model are serialised, so more threads only wait.
     max_concurrency = 1
 
     def __init__(self, model_id_or_path: str, device: str | None = None, dtype: Any = None,
-                 max_new_tokens: int = 128) -> None:
+                 max_new_tokens: int = 128, examples: Any = None) -> None:
         model_id = str(model_id_or_path or "").strip()
         if not model_id:
             raise ConfigError("The mllm backend needs a model id or path, e.g. mllm:llava-hf/llava-1.5-7b-hf.")
@@ -129,6 +140,7 @@ class HFMultimodal(EndToEndSystem):
         self.max_new_tokens = max_new_tokens
         shown = Path(self.location).resolve().name if self.user_dir else model_id
         self.name = f"mllm:{shown} ({self.bridge})"
+        self.use_examples(examples)
 
     @property
     def bridge(self) -> Bridge:
@@ -206,6 +218,15 @@ class HFMultimodal(EndToEndSystem):
                 f"{count}; ask about each image separately."
             )
 
+    def check_examples(self, examples: Demonstrations) -> None:
+        family = self.family
+        if family is not None and family.max_images is not None:
+            raise ConfigError(
+                f"{family.label} ({family.bridge}) takes exactly {family.max_images} image per question, so it "
+                "cannot be shown solved examples; use a model that takes several images (LLaVA, IDEFICS, "
+                "OpenAI vision)."
+            )
+
     def generate(self, question: str, images: Sequence[Image]) -> Generation:
         import torch
 
@@ -237,15 +258,26 @@ class HFMultimodal(EndToEndSystem):
         text = tokenizer.decode(new, skip_special_tokens=True)
         return Generation(text=text, prompt_tokens=prompt_len or None, completion_tokens=int(new.shape[0]))
 
+    def _turns(self) -> list[tuple[str, list[Any], str]]:
+        """The solved examples as (question, PIL images, answer), in order."""
+        shown = self.examples.shown if self.examples is not None else ()
+        return [(s.example.question, [img.pil for img in s.images], s.example.answer) for s in shown]
+
     def _inputs(self, processor: Any, question: str, pils: list[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The processor's tensors for one question, and extra ``generate`` arguments."""
+        """The processor's tensors for one question (after the solved examples), and extra
+        ``generate`` arguments."""
         style = self.family.prompt if self.family is not None else "chat"
+        turns = self._turns()
         if style == "blip2":
             return dict(processor(images=pils[0], text=f"Question: {question} Answer:", return_tensors="pt")), {}
         if style == "instructblip":
             return dict(processor(images=pils[0], text=question, return_tensors="pt")), {}
         if style == "idefics":
-            prompts = ["User:", *pils, question, "<end_of_utterance>", "\nAssistant:"]
+            prompts: list[Any] = []
+            for q, ims, a in turns:
+                prompts += ["\nUser:" if prompts else "User:", *ims, q, "<end_of_utterance>",
+                            f"\nAssistant: {a}<end_of_utterance>"]
+            prompts += ["\nUser:" if prompts else "User:", *pils, question, "<end_of_utterance>", "\nAssistant:"]
             inputs = processor(text=prompts, add_end_of_utterance_token=False, return_tensors="pt")
             tok = processor.tokenizer
             ids = {name: tok.convert_tokens_to_ids(name)
@@ -258,24 +290,38 @@ class HFMultimodal(EndToEndSystem):
             if "<end_of_utterance>" in ids and tok.eos_token_id is not None:
                 extra["eos_token_id"] = [tok.eos_token_id, ids["<end_of_utterance>"]]
             return dict(inputs), extra
-        prompt = self._chat_prompt(processor, question, len(pils))
-        return dict(processor(images=pils or None, text=prompt, return_tensors="pt")), {}
+        prompt = self._chat_prompt(processor, question, len(pils), turns)
+        every = [im for _, ims, _ in turns for im in ims] + pils
+        return dict(processor(images=every or None, text=prompt, return_tensors="pt")), {}
 
-    def _chat_prompt(self, processor: Any, question: str, n_images: int) -> str:
+    def _chat_prompt(self, processor: Any, question: str, n_images: int,
+                     turns: Sequence[tuple[str, list[Any], str]] = ()) -> str:
         if getattr(processor, "chat_template", None):
+            messages: list[dict[str, Any]] = []
+            for q, ims, a in turns:
+                messages.append({"role": "user", "content": [*({"type": "image"} for _ in ims),
+                                                             {"type": "text", "text": q}]})
+                messages.append({"role": "assistant", "content": [{"type": "text", "text": a}]})
             content: list[dict[str, Any]] = [{"type": "image"} for _ in range(n_images)]
             content.append({"type": "text", "text": question})
-            messages = [{"role": "user", "content": content}]
+            messages.append({"role": "user", "content": content})
             return str(processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
         image_token = getattr(processor, "image_token", None)
-        if image_token is None and n_images:
+        if image_token is None and (n_images or any(ims for _, ims, _ in turns)):
             raise ConfigError(
                 f"The processor of '{self.model_id}' has no chat template and no image token, so there is no "
                 "known prompt format; add a chat_template to its processor files."
             )
         token = str(getattr(image_token, "content", image_token or ""))
         if self.family is not None:  # the LLaVA families: LLaVA-1.5's format
-            return "USER: " + f"{token}\n" * n_images + f"{question} ASSISTANT:"
+            end = str(getattr(getattr(processor, "tokenizer", None), "eos_token", None) or "</s>")
+            shown = "".join("USER: " + f"{token}\n" * len(ims) + f"{q} ASSISTANT: {a}{end}" for q, ims, a in turns)
+            return shown + "USER: " + f"{token}\n" * n_images + f"{question} ASSISTANT:"
+        if turns:
+            raise ConfigError(
+                f"The processor of '{self.model_id}' has no chat template, so there is no known way to show it "
+                "solved examples; add a chat_template to its processor files."
+            )
         return token * n_images + question
 
 

@@ -16,6 +16,9 @@ Decisions:
   backend's (:class:`mmreact.llms.openai.OpenAILLM`), so both backends fail the same way: no key for
   api.openai.com is a :class:`ConfigError`; an unreachable server, a rejected key or an unknown
   model is an :class:`LLMError`.
+* Solved examples (``examples=``, :mod:`mmreact.shots`) go before the question as completed
+  turns: a user message (the example's images, each named ``example_1_image_1:``... when there are
+  several, then its question) and an assistant message (its answer) per example.
 * ``temperature=0`` so runs repeat as far as the server allows. If the server rejects
   ``max_tokens`` (newer OpenAI models), the request is repeated once with ``max_completion_tokens``.
 """
@@ -57,11 +60,12 @@ class OpenAIVision(EndToEndSystem):
         max_tokens: the most tokens one answer may have.
         detail: OpenAI's image ``detail`` (``"low"``, ``"high"``, ``"auto"``); ``None`` leaves it out.
         timeout, max_retries: per request, as in the ``openai:`` backend.
+        examples: solved examples shown before every question (:mod:`mmreact.shots`).
     """
 
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None, *,
                  max_tokens: int = 300, detail: str | None = None, timeout: float = 60.0,
-                 max_retries: int = 2, max_side: int = 2048) -> None:
+                 max_retries: int = 2, max_side: int = 2048, examples: Any = None) -> None:
         if detail not in (None, "low", "high", "auto"):
             raise ConfigError(f"detail must be 'low', 'high' or 'auto', got {detail!r}.")
         if not isinstance(max_tokens, int) or max_tokens < 1:
@@ -81,6 +85,7 @@ class OpenAIVision(EndToEndSystem):
         self.max_side = max_side
         self.name = "openai-vision" + self._llm.name.removeprefix("openai")
         self._token_param = "max_tokens"
+        self.use_examples(examples)
 
     @classmethod
     def from_spec(cls, spec: str, **options: Any) -> OpenAIVision:
@@ -91,18 +96,28 @@ class OpenAIVision(EndToEndSystem):
                 return cls(model, base_url=marker[1:] + rest, **options)
         return cls(spec, **options)
 
-    def messages(self, question: str, images: Sequence[Image]) -> list[dict[str, Any]]:
-        """The chat messages for one question (images first, then the question)."""
+    def _content(self, text: str, images: Sequence[Image], names: Sequence[str]) -> list[dict[str, Any]]:
         content: list[dict[str, Any]] = []
-        for i, image in enumerate(images, start=1):
+        for name, image in zip(names, images, strict=True):
             if len(images) > 1:
-                content.append({"type": "text", "text": f"image_{i}:"})
+                content.append({"type": "text", "text": f"{name}:"})
             part: dict[str, Any] = {"url": data_url(image, self.max_side)}
             if self.detail is not None:
                 part["detail"] = self.detail
             content.append({"type": "image_url", "image_url": part})
-        content.append({"type": "text", "text": question})
-        return [{"role": "user", "content": content}]
+        content.append({"type": "text", "text": text})
+        return content
+
+    def messages(self, question: str, images: Sequence[Image]) -> list[dict[str, Any]]:
+        """The chat messages for one question: the solved examples as user and assistant turns,
+        then the question (images first, then its text)."""
+        out: list[dict[str, Any]] = []
+        for s in self.examples.shown if self.examples is not None else ():
+            out.append({"role": "user", "content": self._content(s.example.question, s.images, s.handles)})
+            out.append({"role": "assistant", "content": s.example.answer})
+        names = [f"image_{i}" for i in range(1, len(images) + 1)]
+        out.append({"role": "user", "content": self._content(question, images, names)})
+        return out
 
     def generate(self, question: str, images: Sequence[Image]) -> Generation:
         import openai
