@@ -178,6 +178,13 @@ class HFLLM(LLM):
             with loaded.lock:
                 loaded.constrainer(self.engine).prepare()
 
+    def clear_cache(self) -> None:
+        """Forget the cached prefix (its keys and values are freed; the next call reads its whole prompt)."""
+        loaded = self._loaded()
+        with loaded.lock:
+            if loaded.cache is not None:
+                loaded.cache.clear()
+
     @property
     def model(self) -> Any:
         return self._loaded().model
