@@ -182,13 +182,16 @@ def test_token_masks_accept_exactly_what_the_language_accepts(kind, engine):
             ids = _tokens(constraints.tokenizer, texts, lt, text)
             if ids is None:
                 continue  # this vocabulary has no way to write it (e.g. a character missing from it)
-            if engine == "regex" and texts.join(ids) != text:
-                continue  # the regex engine never picks a token that splits a character (documented)
+            if engine == "regex" and (texts.join(ids) != text or len(text) > 300):
+                # It never picks a token that splits a character (documented); and it re-matches the
+                # whole reply for each token, so the long bound cases (checked here for llguidance,
+                # and against llama.cpp in test_llm_local.py) would take most of this file's time.
+                continue
             expected = language.accepts(text)
             assert mask_accepts(constraints, language, ids) == expected, (name, text)
             checked += 1
             accepted += expected
-    assert checked > 300 and 50 < accepted < checked - 50, (checked, accepted)
+    assert checked > 250 and 50 < accepted < checked - 50, (checked, accepted)
 
 
 def test_engine_choice_and_fallbacks(monkeypatch):
@@ -270,6 +273,10 @@ def test_hf_text_replies_follow_a_text_format(tiny_hf):
             assert f.accepts(out.text), out.text
             assert out.meta["constraint"] == (_engine(tiny_hf) if engine == "auto" else "regex")
             assert "".join(chunks) == out.text
+    if _engine(tiny_hf) == "regex":  # this vocabulary has no "é": the reply ends instead of looping or failing
+        out = llm.complete(LLMRequest(messages=(Message("user", "Say é."),), kind="text",
+                                      text_format=TextFormat(lit("é"))))
+        assert out.text == "" and not TextFormat(lit("é")).accepts(out.text)
 
 
 @pytest.mark.slow

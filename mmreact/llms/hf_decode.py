@@ -116,7 +116,7 @@ class Decoded:
     text: str
     ids: list[int]
     cached: int  # prompt tokens reused from the previous request
-    finish: str  # "eos" | "grammar" | "stop" | "length"
+    finish: str  # "eos" | "grammar" (nothing else could follow) | "stop" | "length" | "dead end"
 
 
 def _sampler(temperature: float) -> Callable[[Any], int] | None:
@@ -164,6 +164,9 @@ def decode(cache: PrefixCache, prompt: list[int], *, max_new_tokens: int, eos_id
             while len(out) < max_new_tokens:
                 if constraint is not None:
                     scores = constraint.mask(scores)
+                    if not bool(torch.isfinite(scores).any()):  # a dead end: no token can continue the reply
+                        finish = "dead end"
+                        break
                 token = int(torch.argmax(scores).item()) if sample is None else sample(scores)
                 if token in eos_ids:
                     finish = "eos"
