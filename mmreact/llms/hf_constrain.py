@@ -11,10 +11,11 @@ each choice and tells it the token chosen. Two engines sit behind it:
   in well under a millisecond per token. It needs a fast (Rust) tokenizer; the tokenizer's index
   is built once per model (about a second for a 49k vocabulary). The regex rather than the GBNF:
   llguidance's GBNF reader rejects some GBNF that llama.cpp takes (a repetition of a repetition,
-  raw control characters in literals), while every pattern the ``regex`` module compiles here
-  compiled in llguidance too.
-* ``"regex"`` (the fallback when llguidance is not installed, the tokenizer is not a fast one, or
-  llguidance cannot take a pattern): the same regular expression, checked character by character
+  raw control characters in literals), while the regular expressions of all of those, and of
+  every language the tests build, compile in llguidance.
+* ``"regex"`` (the fallback when llguidance is not installed, cannot read the tokenizer (not a
+  fast one, or a decoder it does not know, such as a bare SentencePiece ``Metaspace`` one), or
+  cannot take a pattern): the same regular expression, checked character by character
   with ``regex`` partial matching over the surface text of each token (:class:`TokenTexts`). It
   walks candidate tokens from the highest score down and keeps the first ``keep`` that keep the
   reply a prefix of the language (1 when greedy, so greedy decoding is exact; 40 when sampling).
@@ -215,7 +216,7 @@ class Constraints:
                     self._llg = llguidance.hf.from_tokenizer(
                         self.tokenizer, n_vocab=max(self.vocab_size, len(self.tokenizer)),
                         eos_token=sorted(self.eos_ids) or None)
-                except (ValueError, TypeError, RuntimeError) as exc:  # e.g. a slow (Python) tokenizer
+                except Exception as exc:  # e.g. a slow (Python) tokenizer, or a decoder llguidance does not know
                     log.info("llguidance cannot read this tokenizer (%s): using the regex fallback", exc)
         return self._llg
 
@@ -239,7 +240,7 @@ class Constraints:
                 matcher = llguidance.LLMatcher(lt, llguidance.LLMatcher.grammar_from_regex(language.regex),
                                                log_level=0)
                 error = matcher.get_error() if matcher.is_error() else ""
-            except (ValueError, RuntimeError) as exc:
+            except Exception as exc:  # the fallback can take any pattern the regex module compiles
                 error = str(exc) or type(exc).__name__
             if not error:
                 return LLGuidanceConstraint(matcher, lt)

@@ -8,8 +8,8 @@ new observation (and the re-read reply) goes through the model. Within a reply e
 fed once. One prompt pass per reply, then one token per forward.
 
 :func:`decode` is the loop: mask (the :mod:`.hf_constrain` constraint), choose (greedy, or
-llama.cpp's default sampling chain: temperature, top-k 40, top-p 0.95, min-p 0.05, applied with
-transformers' own logits warpers), stream, stop. The caller holds the model's lock: a cache belongs
+llama-cpp-python's default sampling chain: top-k 40, top-p 0.95, min-p 0.05, then the
+temperature, applied with transformers' own logits warpers), stream, stop. The caller holds the model's lock: a cache belongs
 to one model and one thread at a time.
 """
 
@@ -40,7 +40,6 @@ class PrefixCache:
         self._keep_arg = next((n for n in ("logits_to_keep", "num_logits_to_keep") if n in params), None)
         self.ids: list[int] = []  # the tokens whose keys and values are in the cache
         self.cache: Any = None
-        self.fed = 0  # tokens fed to the model so far (all passes)
 
     def clear(self) -> None:
         self.ids, self.cache = [], None
@@ -62,7 +61,6 @@ class PrefixCache:
         if self._keep_arg:
             kwargs[self._keep_arg] = 1
         ids = torch.tensor([new], dtype=torch.long, device=self.model.device)
-        self.fed += len(new)
         return self.model(input_ids=ids, **kwargs).logits[0, -1].float()
 
     def logits(self, ids: list[int]) -> tuple[Any, int]:
@@ -131,8 +129,9 @@ def _sampler(temperature: float) -> Callable[[Any], int] | None:
         TopPLogitsWarper,
     )
 
-    warpers = LogitsProcessorList([TemperatureLogitsWarper(temperature), TopKLogitsWarper(40),
-                                   TopPLogitsWarper(0.95), MinPLogitsWarper(0.05)])
+    # llama-cpp-python's order: the truncations on the raw distribution, then the temperature.
+    warpers = LogitsProcessorList([TopKLogitsWarper(40), TopPLogitsWarper(0.95), MinPLogitsWarper(0.05),
+                                   TemperatureLogitsWarper(temperature)])
     none = torch.zeros((1, 0), dtype=torch.long)
 
     def sample(scores: Any) -> int:
