@@ -216,7 +216,7 @@ class Constraints:
                     self._llg = llguidance.hf.from_tokenizer(
                         self.tokenizer, n_vocab=max(self.vocab_size, len(self.tokenizer)),
                         eos_token=sorted(self.eos_ids) or None)
-                except Exception as exc:  # e.g. a slow (Python) tokenizer, or a decoder llguidance does not know
+                except Exception as exc:  # noqa: BLE001 - e.g. a slow tokenizer, a decoder llguidance does not know
                     log.info("llguidance cannot read this tokenizer (%s): using the regex fallback", exc)
         return self._llg
 
@@ -240,7 +240,7 @@ class Constraints:
                 matcher = llguidance.LLMatcher(lt, llguidance.LLMatcher.grammar_from_regex(language.regex),
                                                log_level=0)
                 error = matcher.get_error() if matcher.is_error() else ""
-            except Exception as exc:  # the fallback can take any pattern the regex module compiles
+            except Exception as exc:  # noqa: BLE001 - the fallback takes any pattern the regex module compiles
                 error = str(exc) or type(exc).__name__
             if not error:
                 return LLGuidanceConstraint(matcher, lt)
