@@ -58,7 +58,22 @@ def test_the_load_path_sets_the_parameter_llama_cpp_receives(monkeypatch):
     import llama_cpp.llama_cpp as lib  # the module Llama reads its defaults from
 
     assert lib.llama_model_default_params().use_extra_bufts is True
-    assert native.load_kwargs(256, 1) == {"n_ctx": 256, "n_threads": 1, "seed": 0, "verbose": False}
+    assert native.load_kwargs(256, 1) == {"n_ctx": 256, "n_threads": 1, "n_threads_batch": native.batch_threads(1),
+                                          "seed": 0, "verbose": False}
+
+
+def test_thread_counts(monkeypatch):
+    monkeypatch.setattr(native, "cores", lambda: 2)
+    monkeypatch.delenv(native.THREADS_ENV, raising=False)
+    assert native.decode_threads() == 1 and native.batch_threads(1) == 2
+    monkeypatch.setattr(native, "cores", lambda: 32)
+    assert native.decode_threads() == 8 and native.batch_threads(8) == 8
+    monkeypatch.setattr(native, "cores", lambda: 1)
+    assert native.decode_threads() == 1 and native.batch_threads(1) == 1
+    monkeypatch.setenv(native.THREADS_ENV, "3")
+    assert native.decode_threads() == 3 and native.batch_threads(3) == 3
+    monkeypatch.setenv(native.THREADS_ENV, "zero")
+    assert native.decode_threads() == 1
 
 
 @pytest.mark.slow

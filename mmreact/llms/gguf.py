@@ -50,11 +50,9 @@ _INSTALL = "pip install llama-cpp-python"
 
 
 def _threads() -> int:
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 8))
+    from .native import decode_threads
+
+    return decode_threads()
 
 
 def check_gguf(path: str | os.PathLike[str]) -> Path:
@@ -179,7 +177,8 @@ class GGUFLLM(LLM):
     Args:
         path: the ``.gguf`` file.
         n_ctx: context window in tokens.
-        n_threads: CPU threads (default: the cores this process may use, at most 8).
+        n_threads: CPU threads for generating tokens (default: :func:`mmreact.llms.native.decode_threads`,
+            half the cores; prompts are read on every core).
         constrained: draw every reply from the step grammar (see :mod:`mmreact.llms.grammar`).
         temperature: 0 is greedy.
         options: the step language's settings (default :data:`~mmreact.llms.grammar.FULL`: the whole
