@@ -125,7 +125,6 @@ class Agent:
         self.system_prompt = system_prompt or prompts.system_prompt(self.tools, thoughts=self.llm.writes_thoughts)
         self.image_policy = image_policy
         self.prefetch = prefetching.validate(prefetch, self.tools)
-        self._prefetch_tools = prefetching.choose(self.prefetch, self.tools, self.llm)
         from .shots import for_agent
 
         self.examples = for_agent(examples, self.tools, self.llm, image_policy) if examples is not None else None
@@ -321,8 +320,10 @@ class Chat:
             self.images.truncate(before)
 
         self.prefetch = prefetching.Prefetch()
-        if agent._prefetch_tools and new:
-            self.prefetch.start(agent._prefetch_tools, new, self.images, _executor())
+        # Chosen per turn: weights pulled since the agent was made count (a guess never downloads).
+        ahead = prefetching.choose(agent.prefetch, agent.tools, agent.llm) if new else ()
+        if ahead:
+            self.prefetch.start(ahead, new, self.images, _executor())
         self.messages.append(Message("user", render.question_text(question, new, self.images)))
         steps: list[StepRecord] = []
         failures = 0

@@ -10,8 +10,9 @@ never used are listed in the trace (:attr:`Trace.prefetched`, ``used=False``), s
 Which experts (``Agent(prefetch=...)``, ``mmreact ask --prefetch``):
 
 * ``"none"``: no prefetching.
-* ``"all"``: every prefetchable tool (cacheable, one image argument, nothing else required).
-* a list of tool names: those.
+* ``"all"``: every prefetchable tool (cacheable, one image argument, nothing else required)
+  whose weights are already on this machine: a guess never starts a first-use download.
+* a list of tool names: those (downloading their weights first when they may be).
 * ``"auto"`` (the default), chosen by measurement (``python tools/bench_latency.py``; the README
   quotes the run):
 
@@ -51,6 +52,18 @@ def prefetchable(tool: Tool) -> bool:
     return tool.cacheable and len(tool.image_params) == 1 and len(required) == 1
 
 
+def weights_here(tool: Tool) -> bool:
+    """Whether a tool needs no weights or has them locally (no network is touched)."""
+    from .experts.base import ExpertTool
+
+    if not isinstance(tool, ExpertTool):
+        return True
+    try:
+        return tool.weights() is None or tool.resolved_weights() is not None
+    except Exception:  # noqa: BLE001 - a tool whose weights cannot even be located is not started ahead
+        return False
+
+
 def validate(policy: Policy, tools: Sequence[Tool]) -> Policy:
     """Check a policy when the agent is created (one sentence on a mistake)."""
     if policy is None or policy in ("auto", "none", "all"):
@@ -83,12 +96,12 @@ def choose(policy: Policy, tools: Sequence[Tool], llm: LLM) -> tuple[Tool, ...]:
     """The tools to start on new images under ``policy`` (see the module docstring)."""
     if policy is None or policy == "none":
         return ()
-    candidates = [t for t in tools if prefetchable(t)]
+    if policy not in ("auto", "all"):
+        wanted = set(policy)
+        return tuple(t for t in tools if prefetchable(t) and t.name in wanted)
+    candidates = [t for t in tools if prefetchable(t) and weights_here(t)]
     if policy == "all":
         return tuple(candidates)
-    if policy != "auto":
-        wanted = set(policy)
-        return tuple(t for t in candidates if t.name in wanted)
     image_tools = [t for t in tools if t.image_params]
     if len(image_tools) == 1 and candidates == image_tools and getattr(llm, "first_step_acts", False):
         return tuple(candidates)

@@ -45,7 +45,6 @@ Decisions:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,24 +215,9 @@ def load_examples(path: str | Path) -> list[Example]:
         raise ConfigError(f"{p} is not UTF-8 text; an examples file is JSONL.") from None
     except OSError as exc:
         raise ConfigError(f"Cannot read examples file {p}: {exc.strerror or exc}.") from None
-    out: list[Example] = []
-    seen: dict[str, int] = {}
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{p}, line {lineno}"
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}).") from None
-        example = example_from_dict(data, where, p.parent)
-        if example.id in seen:
-            raise ConfigError(f"{where}: id '{example.id}' is already used on line {seen[example.id]}.")
-        seen[example.id or ""] = lineno
-        out.append(example)
-    if not out:
-        raise ConfigError(f"{p} holds no examples (expected one JSON object per line).")
-    return out
+    from .eval.dataset import jsonl_records
+
+    return jsonl_records(p, text, lambda data, where: example_from_dict(data, where, p.parent), "examples")
 
 
 def examples_from_items(items: Iterable[EvalItem]) -> list[Example]:

@@ -294,7 +294,8 @@ def test_default_agent_chooses_ocr_and_answers_from_it_without_invented_thoughts
     for s in steps:
         assert s.prompt_tokens and s.prompt_tokens > 100 and s.completion_tokens
     # The prompt shows the format by a worked example, with no placeholder a small model could copy.
-    assert "what you need to find out" not in agent.system_prompt and "the answer" not in agent.system_prompt
+    assert "what you need to find out" not in agent.system_prompt
+    assert "Final Answer: the answer" not in agent.system_prompt and "Final Answer: ..." not in agent.system_prompt
     assert "Thought:" not in agent.system_prompt  # this backend writes no thoughts, so none is shown
 
 

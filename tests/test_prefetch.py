@@ -247,3 +247,18 @@ def test_agent_load_loads_the_llm_alongside_the_tools():
     look.setup = setup  # type: ignore[method-assign]
     timings = Agent(SlowLoad(["x"]), tools=[look], prefetch="none").load()
     assert set(timings) == {"llm", "look"}
+
+
+def test_a_guess_never_starts_a_download(monkeypatch, tmp_path):
+    """``auto`` and ``all`` skip experts whose weights are not on this machine (a first-use download
+    of a model the LLM may never call would be a surprise); naming the tool asks for it."""
+    from mmreact.experts.caption import CaptionTool
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    missing = CaptionTool(model="mmreact-test/not-downloaded")
+    assert missing.resolved_weights() is None
+    look, _, _ = counting_tools()
+    remote = ScriptedLLM(["x"])
+    assert choose("auto", [look, missing], remote) == (look,)
+    assert choose("all", [look, missing], remote) == (look,)
+    assert choose(["caption"], [look, missing], remote) == (missing,)

@@ -66,6 +66,7 @@ NEEDS = {"caption": "transformers", "dense_caption": "transformers", "tags": "tr
 # Decoding settings, the same on every path (greedy, same limits), so all decode the same tokens.
 DENSE_TOKENS = 128  # a typical real Florence-2 list's length; the shipped cap is 1,024 (see the docstring)
 TAGS = 1000
+RECOGNIZER = {"input_channel": 1, "output_channel": 256, "hidden_size": 256}  # EasyOCR's generation2
 
 
 def shipped(cls_path: str, name: str) -> Any:

@@ -33,25 +33,23 @@ sys.path.insert(0, str(ROOT))
 def child(path: str, enabled: bool) -> dict[str, float]:
     from mmreact.llms import native
 
-    llm = native.llama(path, 1024, native_threads(), decision=native.ExtraBufts(enabled, "bench"))
+    llm = native.llama(path, 1024, native.decode_threads(), decision=native.ExtraBufts(enabled, "bench"))
+    return time_model(llm, prompt_tokens=400, new_tokens=48)
+
+
+def time_model(llm, prompt_tokens: int, new_tokens: int) -> dict[str, float]:  # noqa: ANN001 - a llama_cpp.Llama
+    """Tokens per second reading a prompt and generating greedily (shared with bench_threads.py)."""
     text = "The quick brown fox jumps over the lazy dog. " * 60
-    tokens = llm.tokenize(text.encode())[:400]
+    tokens = llm.tokenize(text.encode())[:prompt_tokens]
     llm.eval(tokens[:8])  # first-touch page faults and thread start-up are not part of either figure
     llm.reset()
     t0 = time.perf_counter()
     llm.eval(tokens)
     prompt = len(tokens) / (time.perf_counter() - t0)
     t0 = time.perf_counter()
-    for _ in range(48):
+    for _ in range(new_tokens):
         llm.eval([llm.sample(temp=0)])
-    decode = 48 / (time.perf_counter() - t0)
-    return {"prompt": prompt, "decode": decode}
-
-
-def native_threads() -> int:
-    from mmreact.llms.gguf import _threads
-
-    return _threads()
+    return {"prompt": prompt, "decode": new_tokens / (time.perf_counter() - t0)}
 
 
 def measure(path: Path, enabled: bool) -> dict[str, float]:

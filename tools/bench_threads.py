@@ -36,16 +36,9 @@ def child(decode: int, batch: int) -> dict[str, float]:
     with native.model_params(native.extra_bufts().enabled):
         llm = Llama(model_path=str(default_model_path()), n_ctx=1024, n_threads=decode, n_threads_batch=batch,
                     verbose=False)
-    tokens = llm.tokenize(("The quick brown fox jumps over the lazy dog. " * 30).encode())[:200]
-    llm.eval(tokens[:4])
-    llm.reset()
-    t0 = time.perf_counter()
-    llm.eval(tokens)
-    prompt = len(tokens) / (time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    for _ in range(32):
-        llm.eval([llm.sample(temp=0)])
-    return {"prompt": prompt, "decode": 32 / (time.perf_counter() - t0)}
+    from bench_extra_bufts import time_model
+
+    return time_model(llm, prompt_tokens=200, new_tokens=32)
 
 
 def measure(setting: str) -> dict[str, float]:

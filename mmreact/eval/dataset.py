@@ -38,12 +38,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import ConfigError
+
+T = TypeVar("T")
 
 #: Long capability names -> MM-Vet's short tags.
 CAPABILITY_ALIASES: dict[str, str] = {
@@ -150,25 +152,31 @@ def load_jsonl(path: str | Path, *, roots: Mapping[str, Path] | None = None) -> 
     photographs inside installed packages.
     """
     p = Path(path).expanduser()
-    text = _read(p)
-    items: list[EvalItem] = []
+    return jsonl_records(p, _read(p), lambda data, where: item_from_dict(data, where, p.parent, roots), "items")
+
+
+def jsonl_records(path: Path, text: str, make: Callable[[Any, str], T], what: str) -> list[T]:
+    """One record per non-empty line of ``text`` (the file ``path``), made by ``make(data, where)``;
+    ``where`` names the line in errors, and ids (a record's ``id``) must be unique."""
+    out: list[T] = []
     seen: dict[str, int] = {}
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        where = f"{p}, line {lineno}"
+        where = f"{path}, line {lineno}"
         try:
             data = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}).") from None
-        item = item_from_dict(data, where, p.parent, roots)
-        if item.id in seen:
-            raise ConfigError(f"{where}: id '{item.id}' is already used on line {seen[item.id]}.")
-        seen[item.id] = lineno
-        items.append(item)
-    if not items:
-        raise ConfigError(f"{p} holds no items (expected one JSON object per line).")
-    return items
+        record = make(data, where)
+        rid = str(getattr(record, "id", "") or "")
+        if rid and rid in seen:
+            raise ConfigError(f"{where}: id '{rid}' is already used on line {seen[rid]}.")
+        seen[rid] = lineno
+        out.append(record)
+    if not out:
+        raise ConfigError(f"{path} holds no {what} (expected one JSON object per line).")
+    return out
 
 
 def _read(p: Path) -> str:

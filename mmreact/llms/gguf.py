@@ -41,7 +41,7 @@ from ..errors import ConfigError, LLMError, WeightsMissingError, one_line
 from .base import LLM, Completion, LLMRequest, chat_messages
 from .formats import TextFormat
 from .native import ExtraBufts
-from .grammar import EMBEDDED, FULL, Generated, StepGrammar, StepOptions, run_step, step_grammar
+from .grammar import EMBEDDED, FULL, Generated, LocalSteps, StepGrammar, StepOptions, run_step, step_grammar
 
 DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: The embedded default: a 135M model answers best when it cannot wander (see grammar.py).
@@ -171,7 +171,7 @@ class _Counter:
         return scores
 
 
-class GGUFLLM(LLM):
+class GGUFLLM(LocalSteps, LLM):
     """A GGUF chat model run by llama.cpp, with grammar-constrained ReAct steps.
 
     Args:
@@ -210,16 +210,6 @@ class GGUFLLM(LLM):
         _require_llama_cpp()
         resolved = check_gguf(path)
         return _instance(("gguf", str(resolved)), lambda: cls(resolved))
-
-    runs_locally = True
-
-    @property
-    def writes_thoughts(self) -> bool:
-        return self.options.thought or not self.constrained
-
-    @property
-    def first_step_acts(self) -> bool:
-        return self.constrained and self.options.force_action
 
     # -- loading ---------------------------------------------------------------------------
     def _loaded(self) -> _Loaded:

@@ -62,8 +62,8 @@ from ..tools import Param, Tool
 from .base import LLMRequest, Message
 from .gbnf import Alt, Chars, Lit, Node, Rep, Seq, drop_prefix, max_chars, to_gbnf, to_regex
 
-__all__ = ["EMBEDDED", "FULL", "Generated", "Lit", "StepGrammar", "StepOptions", "describe", "run_step",
-           "step_grammar"]
+__all__ = ["EMBEDDED", "FULL", "Generated", "Lit", "LocalSteps", "StepGrammar", "StepOptions", "describe",
+           "run_step", "step_grammar"]
 
 MAX_COMBINATIONS = 256
 _SPACE = " \t\r\n"
@@ -238,6 +238,24 @@ FULL = StepOptions()
 #: The embedded SmolLM2-135M default: the strict settings that keep a tiny model on the rails.
 EMBEDDED = StepOptions(thought=False, answer_chars=200, multiline_answer=False, max_calls=1,
                        optional_args=False, force_action=True, max_calls_per_image=1)
+
+class LocalSteps:
+    """What a local backend that decodes agent steps under :class:`StepOptions` tells the agent
+    (``self.options``, ``self.constrained``): it runs on this machine, whether its steps start with
+    a thought, and whether its first step must act."""
+
+    options: StepOptions
+    constrained: bool
+    runs_locally = True
+
+    @property
+    def writes_thoughts(self) -> bool:
+        return self.options.thought or not self.constrained
+
+    @property
+    def first_step_acts(self) -> bool:
+        return self.constrained and self.options.force_action
+
 
 #: ``"step"``: a whole reply. ``"thought"``: only ``Thought: ...`` and its newline (the ending is
 #: settled and is appended as text). ``"answer"``: only the answer text after ``Final Answer:``.

@@ -37,7 +37,7 @@ from typing import Any
 from ..errors import ConfigError, LLMError, one_line
 from .base import LLM, Completion, LLMRequest, chat_messages
 from .formats import TextFormat
-from .grammar import FULL, Generated, StepGrammar, StepOptions, run_step, step_grammar
+from .grammar import FULL, Generated, LocalSteps, StepGrammar, StepOptions, run_step, step_grammar
 from .hf_constrain import Constraints
 from .hf_decode import PrefixCache, decode
 
@@ -119,7 +119,7 @@ def _load(where: str, gguf_file: str | None, device: str) -> _Loaded:
     return _Loaded(model, tokenizer, device, _eos_ids(model, tokenizer))
 
 
-class HFLLM(LLM):
+class HFLLM(LocalSteps, LLM):
     """A transformers causal LM with grammar-constrained ReAct steps.
 
     Args:
@@ -160,16 +160,6 @@ class HFLLM(LLM):
             if llm is None:
                 llm = _instances[model] = cls(model)
             return llm
-
-    runs_locally = True
-
-    @property
-    def writes_thoughts(self) -> bool:
-        return self.options.thought or not self.constrained
-
-    @property
-    def first_step_acts(self) -> bool:
-        return self.constrained and self.options.force_action
 
     def _loaded(self) -> _Loaded:
         from ..experts.base import select_device, shared
