@@ -6,7 +6,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -30,6 +30,13 @@ _SELF_OBSERVATION = re.compile(r"\n\s*(?:Observation\s*:|<\s*/?\s*observation\b)
 MAX_REPLY_CHARS = 20_000
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
+
+
+def _quietly(work: Callable[[], Any]) -> None:
+    try:
+        work()
+    except Exception:  # noqa: BLE001 - whoever needs the result repeats the work and reports it
+        pass
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -125,6 +132,8 @@ class Agent:
         self.system_prompt = system_prompt or prompts.system_prompt(self.tools, thoughts=self.llm.writes_thoughts)
         self.image_policy = image_policy
         self.prefetch = prefetching.validate(prefetch, self.tools)
+        self._llm_loading: Future[Any] | None = None
+        self._llm_loading_lock = threading.Lock()
         from .shots import for_agent
 
         self.examples = for_agent(examples, self.tools, self.llm, image_policy) if examples is not None else None
@@ -153,6 +162,14 @@ class Agent:
             timed(t.name, t.ensure_ready)
         llm.result()
         return timings
+
+    def _start_llm_load(self) -> None:
+        """On the first turn, start loading the LLM in the background, so that it loads while the
+        images are read and the first experts run (a forced first call, prefetch jobs), not after
+        them. A failure is ignored here: the model's first call loads again and reports it."""
+        with self._llm_loading_lock:
+            if self._llm_loading is None:
+                self._llm_loading = _executor().submit(_quietly, self.llm.load)
 
     def chat(self) -> Chat:
         """Start a multi-turn session that keeps images, turns and observations."""
@@ -305,6 +322,7 @@ class Chat:
         if not isinstance(question, str) or not question.strip():
             raise ConfigError("The question is empty; ask something about the image(s).")
         agent = self.agent
+        agent._start_llm_load()
         sources = [images] if isinstance(images, (str, bytes)) or not isinstance(images, Sequence) else list(images)
         before = len(self.images)
         memo_before = dict(self.memo)

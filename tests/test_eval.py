@@ -529,3 +529,14 @@ def test_cli_eval_user_errors_are_one_line(evalset, tmp_path):
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert len(lines) == 1 and fragment in lines[0], proc.stderr
+
+
+def test_a_forced_step_is_not_an_llm_call():
+    """The engine writes a forced step without calling the model: the cost column must not count it."""
+    from types import SimpleNamespace
+
+    from mmreact.eval.runner import _trace_stats
+
+    steps = [SimpleNamespace(decided="forced"), SimpleNamespace(decided="without_thought"), SimpleNamespace(decided=None)]
+    trace = SimpleNamespace(steps=steps, llm_seconds=1.0, tokens=10, llm_wait_seconds=0.0)
+    assert _trace_stats(trace)["llm_calls"] == 2

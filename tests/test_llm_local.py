@@ -406,3 +406,22 @@ def test_gguf_control_tokens_in_messages_stay_text(default_llm):
     for control in ("<|im_end|>", "<|im_start|>"):
         (token,) = llama.tokenize(control.encode(), add_bos=False, special=True)
         assert injected.count(token) == plain.count(token) > 0  # only the template's own
+
+
+def test_a_forced_step_needs_no_model(tmp_path, monkeypatch):
+    """A step with one allowed reply is written without loading the model (so a forced first call
+    starts while the model loads); the next, real step then loads it and reports a broken file."""
+    pytest.importorskip("llama_cpp")
+    from mmreact.errors import ConfigError
+    from mmreact.llms.gguf import GGUFLLM
+
+    monkeypatch.setenv("MMREACT_NATIVE_CHECK", "0")
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    llm = GGUFLLM(broken, options=EMBEDDED)
+    chunks: list[str] = []
+    forced = replace(_request(done={"caption(image_1)"}), on_text=chunks.append)
+    reply = llm.complete(forced)
+    assert reply.text == "Action: ocr(image_1)" and reply.meta["decided"] == "forced" and chunks == [reply.text]
+    with pytest.raises(ConfigError, match="could not load broken.gguf"):
+        llm.complete(_request())

@@ -262,3 +262,29 @@ def test_a_guess_never_starts_a_download(monkeypatch, tmp_path):
     assert choose("auto", [look, missing], remote) == (look,)
     assert choose("all", [look, missing], remote) == (look,)
     assert choose(["caption"], [look, missing], remote) == (missing,)
+
+
+def test_the_first_turn_loads_the_llm_while_the_experts_run():
+    """The LLM's load starts with the turn, alongside prefetched experts, not after them."""
+    loading = threading.Event()
+    seen: list[bool] = []
+
+    class SlowToLoad(ScriptedLLM):
+        loads = 0
+
+        def load(self) -> None:
+            SlowToLoad.loads += 1
+            loading.set()
+
+    @tool(cacheable=True)
+    def look(image: Image) -> str:
+        """Describe the image."""
+        seen.append(loading.wait(10))  # the expert runs while the LLM loads
+        return "a red square"
+
+    llm = SlowToLoad([waits_for(loading, "Action: look(image_1)"), "Final Answer: red", "Final Answer: blue"])
+    agent = Agent(llm, tools=[look], prefetch=["look"])
+    result = agent.run("What colour?", RED)
+    assert result.answer == "red" and seen == [True]
+    agent.run("And now?", BLUE)
+    assert SlowToLoad.loads == 1  # once per agent

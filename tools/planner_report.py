@@ -117,6 +117,8 @@ def run(agent, items: list[Question], label: str, show: int) -> Tally:  # noqa: 
     scorer = get_scorer("default")
     t = Tally()
     per_tool: collections.Counter[tuple[str, str]] = collections.Counter()
+    asked: collections.Counter[str] = collections.Counter()
+    right_per_tool: collections.Counter[str] = collections.Counter()
     for i, q in enumerate(items):
         result = agent.run(q.question, q.image)
         t.runs += 1
@@ -133,14 +135,19 @@ def run(agent, items: list[Question], label: str, show: int) -> Tally:  # noqa: 
             chosen = first.calls[0].tool if first.calls else "(answer)"
             per_tool[(q.tool, chosen)] += 1
             t.right_tool += chosen == q.tool
+        asked[q.tool] += 1
         if result.answer is not None:
             t.answered += 1
-            t.right_answer += scorer(result.answer, list(q.answers)) >= 1.0
+            right = scorer(result.answer, list(q.answers)) >= 1.0
+            t.right_answer += right
+            right_per_tool[q.tool] += right
         if i < show:
             calls = ",".join(c.tool for s in steps for c in s.calls)
             print(f"  [{label}] {q.kind:8} {q.question[:44]:44} [{calls}] -> {str(result)[:50]!r}")
     print(f"  [{label}] tool chosen per needed tool: "
           + ", ".join(f"{need}->{got}: {n}" for (need, got), n in sorted(per_tool.items())))
+    print(f"  [{label}] right answers per needed tool: "
+          + ", ".join(f"{need}: {right_per_tool[need]}/{n}" for need, n in sorted(asked.items())))
     return t
 
 

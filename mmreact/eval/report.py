@@ -108,7 +108,7 @@ class Report:
         for title, (header, rows) in (
             ("Accuracy (%); a capability column covers the items tagged with it (their number in brackets).",
              self._accuracy()),
-            ("Cost per item: latency in seconds, LLM calls (agent steps) and tokens; load s: the models' "
+            ("Cost per item: latency in seconds, LLM calls (steps the model wrote; a step the grammar forced is written without one) and tokens; load s: the models' "
              "load time, once per run.", self._cost()),
         ):
             lines += [title, "", "| " + " | ".join(header) + " |",

@@ -32,7 +32,8 @@ Decisions:
   and written to ``loads.jsonl``, reported apart. ``seconds`` is then the wall-clock time of
   ``system.run`` (image loading, LLM and tool time) minus ``wait_seconds``, the time its LLM calls
   waited for a model lock shared with other threads (``trace.llm_wait_seconds``; with ``-j 1``
-  nothing waits). ``llm_seconds`` excludes that wait too; ``llm_calls`` is the number of steps.
+  nothing waits). ``llm_seconds`` excludes that wait too; ``llm_calls`` is the number of steps the model wrote (a step the grammar
+  forced, written by the engine without calling the model, is not one).
 """
 
 from __future__ import annotations
@@ -240,7 +241,7 @@ def _trace_stats(trace: Any) -> dict[str, Any]:
     llm = getattr(trace, "llm_seconds", None)
     wait = _wait(trace)
     return {"llm_seconds": None if llm is None else max(0.0, llm - wait),
-            "llm_calls": len(steps) if steps is not None else None,
+            "llm_calls": None if steps is None else sum(getattr(s, "decided", None) != "forced" for s in steps),
             "tokens": getattr(trace, "tokens", None), "wait_seconds": wait}
 
 

@@ -235,6 +235,9 @@ class GGUFLLM(LocalSteps, LLM):
 
     # -- one step --------------------------------------------------------------------------
     def complete(self, request: LLMRequest) -> Completion:
+        forced = self.forced_step(request)
+        if forced is not None:
+            return forced
         loaded = self._loaded()
         messages = chat_messages(request.messages)
         queued = time.perf_counter()

@@ -59,7 +59,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, Union, get_args, get_origin
 
 from ..tools import Param, Tool
-from .base import LLMRequest, Message
+from .base import Completion, LLMRequest, Message
 from .gbnf import Alt, Chars, Lit, Node, Rep, Seq, drop_prefix, max_chars, to_gbnf, to_regex
 
 __all__ = ["EMBEDDED", "FULL", "Generated", "Lit", "LocalSteps", "StepGrammar", "StepOptions", "describe",
@@ -255,6 +255,23 @@ class LocalSteps:
     @property
     def first_step_acts(self) -> bool:
         return self.constrained and self.options.force_action
+
+    def forced_step(self, request: LLMRequest) -> Completion | None:
+        """The step the engine writes when the grammar allows exactly one reply, else None. It
+        needs no model, so a backend answers it before loading or locking one: a forced first call
+        starts at once, while the model still loads (and its trace shows no model time)."""
+        if request.kind != "react" or not self.constrained:
+            return None
+        grammar = step_grammar(request, self.options)
+        if grammar.forced_reply is None:
+            return None
+        out, meta = run_step(grammar, _no_model, on_text=request.on_text)
+        return Completion(out.text, prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens,
+                          meta=meta)
+
+
+def _no_model(*_: Any) -> Generated:
+    raise AssertionError("a forced step calls no model")
 
 
 #: ``"step"``: a whole reply. ``"thought"``: only ``Thought: ...`` and its newline (the ending is

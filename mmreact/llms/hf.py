@@ -191,6 +191,9 @@ class HFLLM(LocalSteps, LLM):
 
     # -- one step --------------------------------------------------------------------------
     def complete(self, request: LLMRequest) -> Completion:
+        forced = self.forced_step(request)
+        if forced is not None:
+            return forced
         loaded = self._loaded()
         queued = time.perf_counter()
         with loaded.lock:
