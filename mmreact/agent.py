@@ -32,13 +32,6 @@ _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
-def _quietly(work: Callable[[], Any]) -> None:
-    try:
-        work()
-    except Exception:  # noqa: BLE001 - whoever needs the result repeats the work and reports it
-        pass
-
-
 def _executor() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
@@ -132,7 +125,7 @@ class Agent:
         self.system_prompt = system_prompt or prompts.system_prompt(self.tools, thoughts=self.llm.writes_thoughts)
         self.image_policy = image_policy
         self.prefetch = prefetching.validate(prefetch, self.tools)
-        self._llm_loading: Future[Any] | None = None
+        self._llm_loading: Future[float] | None = None
         self._llm_loading_lock = threading.Lock()
         from .shots import for_agent
 
@@ -152,24 +145,30 @@ class Agent:
             try:
                 load()
             except Exception:  # noqa: BLE001 - a tool's failure shows when the model calls it
-                if name == "llm":
-                    raise
                 return
             timings[name] = time.perf_counter() - t0
 
-        llm = _executor().submit(timed, "llm", self.llm.load)
+        llm = self._start_llm_load()
         for t in self.tools:
             timed(t.name, t.ensure_ready)
-        llm.result()
+        timings["llm"] = llm.result()  # raises the LLM's own load error
         return timings
 
-    def _start_llm_load(self) -> None:
-        """On the first turn, start loading the LLM in the background, so that it loads while the
-        images are read and the first experts run (a forced first call, prefetch jobs), not after
-        them. A failure is ignored here: the model's first call loads again and reports it."""
+    def _start_llm_load(self) -> Future[float]:
+        """Start loading the LLM in the background, once per agent (again only after a failure):
+        the first turn calls this so that the LLM loads while the images are read and the first
+        experts run (a forced first call, prefetch jobs), not after them. The future gives the
+        seconds the load took; a turn ignores a failure, which the model's first call reports."""
         with self._llm_loading_lock:
-            if self._llm_loading is None:
-                self._llm_loading = _executor().submit(_quietly, self.llm.load)
+            loading = self._llm_loading
+            if loading is None or (loading.done() and loading.exception() is not None):
+                loading = self._llm_loading = _executor().submit(self._timed_llm_load)
+            return loading
+
+    def _timed_llm_load(self) -> float:
+        t0 = time.perf_counter()
+        self.llm.load()
+        return time.perf_counter() - t0
 
     def chat(self) -> Chat:
         """Start a multi-turn session that keeps images, turns and observations."""

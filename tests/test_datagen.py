@@ -9,11 +9,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from kill9 import kill_after_lines
 from datagen_helpers import CountingLLM, annotations_file, image_folder, planted_llm, tiny_images
 
 from mmreact import Image, tool
@@ -343,19 +343,7 @@ def test_kill_9_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     args = [sys.executable, str(script), str(tmp_path / "imgs"), str(out), str(ann)]
     proc = subprocess.Popen(args, env=env)
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if records.exists() and records.read_text().count("\n") >= 6:
-                break
-            time.sleep(0.02)
-        proc.kill()  # SIGKILL: no cleanup, no flush
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -9
-    before = records.read_text().splitlines()
+    before = kill_after_lines(proc, records, 6, timeout=90)
     assert 6 <= len(before) < 24, "the run was not interrupted part-way"
     with open(records, "a") as f:
         f.write('{"id": "torn", "image": "img0')  # and as if the kill had torn a line

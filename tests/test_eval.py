@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from kill9 import kill_after_lines
 from PIL import Image as PILImage
 
 from mmreact import Agent, Image, ScriptedLLM, tool
@@ -322,19 +323,7 @@ def test_kill_9_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path):
     results = out / "results.jsonl"
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen([sys.executable, str(script), str(data), str(out)], env=env)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if results.exists() and results.read_text().count("\n") >= 6:
-                break
-            time.sleep(0.02)
-        proc.kill()  # SIGKILL: no cleanup, no flush
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -9
-    before = results.read_text().splitlines()
+    before = kill_after_lines(proc, results, 6, timeout=60)
     assert 6 <= len(before) < 30, "the run was not interrupted part-way"
     with open(results, "a") as f:
         f.write('{"system": "b", "item": "q1')  # and as if the kill had torn a line
