@@ -399,8 +399,8 @@ def concurrency(n: int) -> list[Row]:
         fill = list(pool.map(lambda i: one(i, cached), range(limit)))
         hits = list(pool.map(lambda i: one(i, cached), range(limit)))
         every = list(pool.map(lambda i: one(i, cached), range(n)))
-    truth = [f"\n{2 * n - i}x{i + 1} {tuple(int(v) for v in images[i][0, 0])}\n" for i in range(n)]
-    wrong = sum(truth[i] not in (a[0] or "") for runs in (fill, hits, every) for i, a in enumerate(runs))
+    truth = [f"{2 * n - i}x{i + 1} {tuple(int(v) for v in images[i][0, 0])}" for i in range(n)]
+    wrong = sum(truth[i] not in (a[0] or "").splitlines() for runs in (fill, hits, every) for i, a in enumerate(runs))
     from_cache = sum(a[2] == ("cache",) for a in hits)
     held = len(cache)
     configure()
