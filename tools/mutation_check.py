@@ -55,6 +55,17 @@ MUTATIONS: list[tuple[str, str, str, str]] = [
     ("mmreact/llms/native.py", "    if has_amx(flags):\n", "    if False:\n", "tests/test_native.py"),
     ("mmreact/eval/runner.py", 'if retry_errors and record.status == "error":', 'if record.status == "error":',
      "tests/test_eval.py::test_retry_errors_and_corrupt_lines"),
+    # found in stop 19's CI and after it
+    ("mmreact/prefetch.py", "if prefetchable(t) and weights_here(t)]", "if prefetchable(t)]",
+     "tests/test_prefetch.py::test_a_guess_never_starts_a_download"),
+    ("mmreact/llms/gguf.py", "        forced = self.forced_step(request)\n", "        forced = None\n",
+     "tests/test_llm_local.py::test_a_forced_step_needs_no_model"),
+    ("mmreact/agent.py", "        agent._start_llm_load()\n", "",
+     "tests/test_prefetch.py::test_the_first_turn_loads_the_llm_while_the_experts_run"),
+    ("mmreact/agent.py", "        timings[\"llm\"] = llm.result()", "        timings[\"llm\"] = self._timed_llm_load()",
+     "tests/test_eval_resume.py::test_an_agent_is_loaded_once_before_its_items"),
+    ("mmreact/eval/runner.py", 'sum(getattr(s, "decided", None) != "forced" for s in steps)', "len(steps)",
+     "tests/test_eval.py::test_a_forced_step_is_not_an_llm_call"),
 ]
 
 
