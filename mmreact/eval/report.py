@@ -108,8 +108,9 @@ class Report:
         for title, (header, rows) in (
             ("Accuracy (%); a capability column covers the items tagged with it (their number in brackets).",
              self._accuracy()),
-            ("Cost per item: latency in seconds, LLM calls (steps the model wrote; a step the grammar forced is written without one) and tokens; load s: the models' "
-             "load time, once per run.", self._cost()),
+            ("Cost per item: latency in seconds, LLM calls (steps the model wrote; a step the grammar "
+             "forced is written without one) and tokens; load s: the models' load time, once per run.",
+             self._cost()),
         ):
             lines += [title, "", "| " + " | ".join(header) + " |",
                       "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]

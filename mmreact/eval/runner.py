@@ -32,8 +32,9 @@ Decisions:
   and written to ``loads.jsonl``, reported apart. ``seconds`` is then the wall-clock time of
   ``system.run`` (image loading, LLM and tool time) minus ``wait_seconds``, the time its LLM calls
   waited for a model lock shared with other threads (``trace.llm_wait_seconds``; with ``-j 1``
-  nothing waits). ``llm_seconds`` excludes that wait too; ``llm_calls`` is the number of steps the model wrote (a step the grammar
-  forced, written by the engine without calling the model, is not one).
+  nothing waits). ``llm_seconds`` excludes that wait too; ``llm_calls`` is the number of steps
+  the model wrote (a step the grammar forced, written by the engine without calling the model,
+  is not one).
 """
 
 from __future__ import annotations
