@@ -8,7 +8,6 @@ Nothing here touches the user's caches: ``HF_HOME``, ``HF_HUB_CACHE``, ``MMREACT
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import tiny_models  # noqa: E402
 from fake_hub import FakeHub  # noqa: E402
+from servers import free_port  # noqa: E402
 
 #: Files a real repository also holds that a transformers checkpoint does not need (never fetched).
 JUNK = {"README.md": b"# a model card\n", "tf_model.h5": b"h5" * 500, "onnx/model.onnx": b"onnx" * 100,
@@ -35,11 +35,8 @@ def build_checkpoints(root: Path) -> dict[str, Path]:
     }
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on: connecting is refused at once."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+#: A loopback port nothing listens on: connecting is refused at once.
+closed_port = free_port
 
 
 def online_env(tmp: Path, endpoint: str, **extra: str) -> dict[str, str]:

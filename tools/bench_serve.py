@@ -28,6 +28,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from servers import free_port  # noqa: E402 - tests/servers.py: stdlib only
 
 from mmreact import Agent, Image, LLMRequest, ScriptedLLM, tool  # noqa: E402
 
@@ -136,15 +139,6 @@ async def level(base: str, body: dict, clients: int, total: int, stream: bool) -
         await asyncio.gather(*(worker(http) for _ in range(clients)))
         wall = time.perf_counter() - t0
     return latencies, wall, refused
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on (right now)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main() -> None:
