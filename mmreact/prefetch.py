@@ -83,13 +83,10 @@ def validate(policy: Policy, tools: Sequence[Tool]) -> Policy:
 
 
 def _gpu() -> bool:
-    import importlib.util
+    """Whether the experts run on a GPU here (the device they select, ``MMREACT_DEVICE`` included)."""
+    from .experts.base import select_device
 
-    if importlib.util.find_spec("torch") is None:
-        return False
-    import torch
-
-    return bool(torch.cuda.is_available())
+    return select_device().startswith("cuda")
 
 
 def choose(policy: Policy, tools: Sequence[Tool], llm: LLM) -> tuple[Tool, ...]:
