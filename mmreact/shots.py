@@ -417,15 +417,7 @@ def _image_number(handle: Any) -> int | None:
 def _call_text(call: _Call, handles: Sequence[str]) -> tuple[str, dict[str, Any]]:
     """The call as :meth:`Tool.canonical` writes it, with the example's handles; and its arguments."""
     args = {k: (handles[v - 1] if k in call.tool.image_params else v) for k, v in call.bound.items()}
-    parts = []
-    for p in call.tool.params:
-        value = args.get(p.name)
-        text = value if p.is_image else protocol.format_value(value)
-        if p.required:
-            parts.append(text)
-        elif value != p.default:
-            parts.append(f"{p.name}={text}")
-    return f"{call.tool.name}({', '.join(parts)})", args
+    return call.tool.canonical(args), args
 
 
 def _run(shown: Shown, call: _Call, text: str, args: dict[str, Any]) -> CallRecord:

@@ -277,16 +277,18 @@ class Tool:
         return self.invoke(bound)
 
     def canonical(self, bound: dict[str, Any]) -> str:
-        """One text per distinct call: required arguments positional, changed options by name."""
+        """One text per distinct call: required arguments positional, changed options by name;
+        image handles bare (``image_1``, or a solved example's ``example_1_image_1``)."""
         from .protocol import format_value
 
         parts = []
         for p in self.params:
             value = bound.get(p.name)
+            text = value if p.is_image and isinstance(value, str) else format_value(value)
             if p.required:
-                parts.append(format_value(value))
+                parts.append(text)
             elif value != p.default:
-                parts.append(f"{p.name}={format_value(value)}")
+                parts.append(f"{p.name}={text}")
         return f"{self.name}({', '.join(parts)})"
 
     # -- describing ---------------------------------------------------------------------
