@@ -204,19 +204,11 @@ def example_from_dict(data: Any, where: str, base: Path) -> Example:
 
 def load_examples(path: str | Path) -> list[Example]:
     """Every example of a JSONL file (one JSON object per line; image paths relative to the file)."""
-    p = Path(path).expanduser()
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"Examples file not found: {p}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{p} is a folder; give a JSONL file of solved examples.") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p} is not UTF-8 text; an examples file is JSONL.") from None
-    except OSError as exc:
-        raise ConfigError(f"Cannot read examples file {p}: {exc.strerror or exc}.") from None
-    from .eval.dataset import jsonl_records
+    from .eval.dataset import jsonl_records, read_text
 
+    p = Path(path).expanduser()
+    text = read_text(p, what="examples file", folder="a folder; give a JSONL file of solved examples",
+                     form="an examples file is JSONL")
     return jsonl_records(p, text, lambda data, where: example_from_dict(data, where, p.parent), "examples")
 
 

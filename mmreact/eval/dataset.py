@@ -152,7 +152,7 @@ def load_jsonl(path: str | Path, *, roots: Mapping[str, Path] | None = None) -> 
     photographs inside installed packages.
     """
     p = Path(path).expanduser()
-    return jsonl_records(p, _read(p), lambda data, where: item_from_dict(data, where, p.parent, roots), "items")
+    return jsonl_records(p, read_text(p), lambda data, where: item_from_dict(data, where, p.parent, roots), "items")
 
 
 def jsonl_records(path: Path, text: str, make: Callable[[Any, str], T], what: str) -> list[T]:
@@ -179,24 +179,28 @@ def jsonl_records(path: Path, text: str, make: Callable[[Any, str], T], what: st
     return out
 
 
-def _read(p: Path) -> str:
+def read_text(p: Path, *, what: str = "eval set",
+              folder: str = "a folder without mm-vet.json; give a JSONL file or an MM-Vet folder",
+              form: str = "an eval set must be JSONL or MM-Vet's mm-vet.json") -> str:
+    """A data file's text, or :class:`ConfigError` with one sentence (``what`` names the file's
+    role; ``folder`` and ``form`` end the sentences for a folder and for text that is not UTF-8)."""
     try:
         return p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"Eval set not found: {p}") from None
+        raise ConfigError(f"{what[0].upper()}{what[1:]} not found: {p}") from None
     except IsADirectoryError:
-        raise ConfigError(f"{p} is a folder without mm-vet.json; give a JSONL file or an MM-Vet folder.") from None
+        raise ConfigError(f"{p} is {folder}.") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"{p} is not UTF-8 text; an eval set must be JSONL or MM-Vet's mm-vet.json.") from None
+        raise ConfigError(f"{p} is not UTF-8 text; {form}.") from None
     except OSError as exc:
-        raise ConfigError(f"Cannot read eval set {p}: {exc.strerror or exc}.") from None
+        raise ConfigError(f"Cannot read {what} {p}: {exc.strerror or exc}.") from None
 
 
 def load_mmvet(path: str | Path) -> list[EvalItem]:
     """Load MM-Vet's release: its folder or its ``mm-vet.json`` (images in ``images/`` beside it)."""
     p = Path(path).expanduser()
     json_path = p / "mm-vet.json" if p.is_dir() else p
-    text = _read(json_path)
+    text = read_text(json_path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
