@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, BinaryIO, Union
 
 from .errors import ImageError
 
@@ -123,7 +123,7 @@ def _normalise(pil: PILImage.Image) -> PILImage.Image:
     return pil.convert("RGB")
 
 
-def _pil_open(path: Path) -> PILImage.Image:
+def _pil_open(path: Path | BinaryIO) -> PILImage.Image:
     """PIL's own ``Image.open``, even when ultralytics has replaced it.
 
     Importing ultralytics swaps ``PIL.Image.open`` for a wrapper that, on a file PIL cannot
@@ -141,9 +141,6 @@ def _pil_open(path: Path) -> PILImage.Image:
 
 def _from_path(path: Path, max_bytes: int, max_pixels: int) -> Image:
     """Open, check and normalise one file (first frame of multi-frame files)."""
-    from PIL import Image as PILImageMod
-    from PIL import UnidentifiedImageError
-
     name = str(path)
     if not path.exists():
         raise ImageError(f"No such image file: {name}")
@@ -154,12 +151,35 @@ def _from_path(path: Path, max_bytes: int, max_pixels: int) -> Image:
         raise ImageError(f"{name} is empty (0 bytes), not an image.")
     if size > max_bytes:
         raise ImageError(f"{name} is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit for one image.")
+    return _decode(path, name, max_pixels)
+
+
+def load_bytes(data: bytes, name: str, *, policy: ImagePolicy | None = None) -> Image:
+    """Load and validate an image from the bytes of an image file, with the checks and the
+    normalisation of a file on disk; ``name`` stands for the file in error sentences (and is the
+    image's ``source``)."""
+    policy = policy or ImagePolicy.from_env()
+    if not data:
+        raise ImageError(f"{name} is empty (0 bytes), not an image.")
+    if len(data) > policy.max_bytes:
+        raise ImageError(f"{name} is {len(data) / 1e6:.1f} MB, over the {policy.max_bytes / 1e6:.0f} MB limit "
+                         "for one image.")
+    import io
+
+    return _decode(io.BytesIO(data), name, policy.max_pixels)
+
+
+def _decode(file: Path | BinaryIO, name: str, max_pixels: int) -> Image:
+    """Open, check and normalise one image file's content (first frame of multi-frame files)."""
     import warnings
+
+    from PIL import Image as PILImageMod
+    from PIL import UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PILImageMod.DecompressionBombWarning)
-            probe_ctx = _pil_open(path)
+            probe_ctx = _pil_open(file)
         with probe_ctx as probe:
             w, h = probe.size
             if w * h > max_pixels:

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image as PILImage
 
 from mmreact.errors import ImageError
-from mmreact.images import ImageTable, load_image
+from mmreact.images import ImagePolicy, ImageTable, load_image
 
 
 def test_accepts_paths_pil_and_arrays(tiny_png):
@@ -168,3 +168,22 @@ def test_non_images_are_rejected_after_ultralytics_patched_pil(tmp_path):
     text.write_text("hello, not an image")
     with pytest.raises(ImageError, match="not an image file"):
         load_image(text)
+
+
+def test_load_bytes_checks_like_a_file(tmp_path):
+    """Bytes (a server's upload) get the same checks and normalisation as the file they came from."""
+    from mmreact.images import load_bytes
+
+    path = tmp_path / "red.png"
+    PILImage.new("RGB", (8, 6), (255, 0, 0)).save(path)
+    assert load_bytes(path.read_bytes(), "the upload").sha256 == load_image(path).sha256
+    with pytest.raises(ImageError, match="^the upload is empty"):
+        load_bytes(b"", "the upload")
+    with pytest.raises(ImageError, match="^the upload is not an image file PIL can read"):
+        load_bytes(b"not an image", "the upload")
+    noisy = tmp_path / "noisy.png"
+    PILImage.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(noisy)
+    with pytest.raises(ImageError, match="^the upload is truncated or corrupt"):
+        load_bytes(noisy.read_bytes()[:2000], "the upload")
+    with pytest.raises(ImageError, match="over the 0 MB limit"):
+        load_bytes(path.read_bytes(), "the upload", policy=ImagePolicy(max_bytes=10))

@@ -19,17 +19,15 @@ import base64
 import binascii
 import dataclasses
 import ipaddress
-import os
 import re
 import socket
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ImageError
-from ..images import Image, ImagePolicy, load_image
+from ..images import Image, ImagePolicy, load_bytes
 
 #: ``host, port -> addresses`` (IP literals as text)
 Resolver = Callable[[str, int], Sequence[str]]
@@ -62,17 +60,8 @@ def decode_data_url(url: str, label: str, max_bytes: int) -> tuple[bytes, str]:
 
 
 def image_from_bytes(data: bytes, label: str, source: str, policy: ImagePolicy) -> Image:
-    """Validate ``data`` with :func:`mmreact.load_image` (through a private temporary file)."""
-    fd, path = tempfile.mkstemp(prefix="mmreact-serve-", suffix=".img")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        try:
-            image = load_image(path, policy=policy)
-        except ImageError as exc:
-            raise ImageError(str(exc).replace(path, f"The image in {label}")) from None
-    finally:
-        os.unlink(path)
+    """Validate ``data`` with mmreact's own loader (:func:`mmreact.images.load_bytes`)."""
+    image = load_bytes(data, f"The image in {label}", policy=policy)
     return dataclasses.replace(image, source=source)
 
 
