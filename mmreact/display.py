@@ -37,7 +37,7 @@ def step_text(step: StepRecord) -> str:
     if step.thought:
         lines.append(f"  Thought: {step.thought}")
     for c in step.calls:
-        tag = {"repeat": " [repeated call]", "cache": " [cached]", "prefetch": " [prefetched]"}.get(c.reused or "", "")
+        tag = f" [{c.reuse_note}]" if c.reuse_note else ""
         lines.append(f"  Action: {c.call}{tag}  ({c.seconds * 1000:.0f} ms)")
         lines.append(_indent(c.text))
     if step.error:

@@ -98,7 +98,7 @@ def png_data_uri(image: PILImage.Image, max_width: int = MAX_IMAGE_WIDTH) -> str
 
 # -- pieces ------------------------------------------------------------------------------------
 def call_body(call: CallRecord) -> str:
-    tag = {"repeat": ", repeated call", "cache": ", cached", "prefetch": ", prefetched"}.get(call.reused or "", "")
+    tag = f", {call.reuse_note}" if call.reuse_note else ""
     css = "mmr-call mmr-err" if call.error else "mmr-call"
     return (f'<div class="{css}">Action: <code>{_e(call.call)}</code> '
             f'<span class="mmr-meta">({_ms(call.seconds)}{tag})</span>'

@@ -30,6 +30,11 @@ class CallRecord(_Frozen):
     reused: Literal["repeat", "cache", "prefetch"] | None = None
     seconds: float = 0.0
 
+    @property
+    def reuse_note(self) -> str | None:
+        """Where a reused result came from, in words (``"cached"``...), else None."""
+        return {"repeat": "repeated call", "cache": "cached", "prefetch": "prefetched"}.get(self.reused or "")
+
     def _repr_html_(self) -> str:
         from .notebook import call_html
         return call_html(self)

@@ -34,7 +34,7 @@ def step_reasoning(step: StepRecord, *, include_text: bool = True) -> str:
     parts = [step.llm_text if include_text else ""]
     for call in step.calls:
         text = call.text if len(call.text) <= MAX_OBSERVATION_CHARS else call.text[:MAX_OBSERVATION_CHARS] + " [...]"
-        reused = {"repeat": " (repeated call)", "cache": " (cached)"}.get(call.reused or "", "")
+        reused = f" ({call.reuse_note})" if call.reuse_note else ""
         parts.append(f"\n\nObservation from {call.call}{reused}:\n{text}")
     if step.error:
         parts.append(f"\n\n(The reply could not be used: {step.error})")
