@@ -39,23 +39,6 @@ def pictures() -> list[Any]:
     return [PILImage.open(skimage_path(name)).convert("RGB") for name in ("chelsea.png", "coffee.png")]
 
 
-@pytest.fixture(scope="module")
-def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Every tiny model, built once for this module."""
-    import mllm_tiny as mt
-
-    root = tmp_path_factory.mktemp("mllm")
-    return {
-        "llava": mt.build_llava(root / "tiny-llava"),
-        "llava-no-template": mt.build_llava(root / "tiny-llava-plain", chat_template=False),
-        "llava_next": mt.build_llava_next(root / "tiny-llava-next"),
-        "blip2": mt.build_blip2(root / "tiny-blip2"),
-        "instructblip": mt.build_instructblip(root / "tiny-instructblip"),
-        "idefics": mt.build_idefics(root / "tiny-idefics"),
-        "vipllava": mt.build_vipllava(root / "tiny-vipllava"),
-    }
-
-
 def _reference(kind: str, path: Path, pictures: list[Any]) -> tuple[str, int]:
     """The answer and prompt length, straight from transformers with the family's documented prompt."""
     import torch

@@ -35,22 +35,6 @@ def examples(pictures: list[Any]) -> list[Example]:
             Example("which one is a drink?", "the second", [pictures[2], pictures[1]], id="two")]
 
 
-@pytest.fixture(scope="module")
-def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    import mllm_tiny as mt
-
-    root = tmp_path_factory.mktemp("shots-mllm")
-    return {
-        "llava": mt.build_llava(root / "llava"),
-        "llava-no-template": mt.build_llava(root / "llava-plain", chat_template=False),
-        "llava_next": mt.build_llava_next(root / "llava-next"),
-        "idefics": mt.build_idefics(root / "idefics"),
-        "vipllava": mt.build_vipllava(root / "vipllava"),
-        "blip2": mt.build_blip2(root / "blip2"),
-        "instructblip": mt.build_instructblip(root / "instructblip"),
-    }
-
-
 LLAVA_SHOTS = ("USER: <image>\nwhat animal is this? ASSISTANT: cat</s>"
                "USER: <image>\n<image>\nwhich one is a drink? ASSISTANT: the second</s>"
                f"USER: <image>\n{QUESTION} ASSISTANT:")
