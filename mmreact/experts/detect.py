@@ -137,14 +137,6 @@ def find_model(model_id: str) -> str | None:
     return None
 
 
-def resolve_model(model_id: str) -> str:
-    """Like :func:`find_model`, but raises :class:`WeightsMissingError` in one sentence when absent."""
-    found = find_model(model_id)
-    if found is None:
-        raise WeightsMissingError(missing_weights_message(model_id.strip()))
-    return found
-
-
 def missing_weights_message(model_id: str) -> str:
     if _weights_name(model_id) is None:
         return (

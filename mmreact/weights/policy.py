@@ -149,9 +149,3 @@ def is_connection_error(exc: BaseException) -> bool:
 
 def unreachable(url: str, what: str) -> str:
     return f"{host_of(url)} cannot be reached from here, so the {what} cannot be downloaded."
-
-
-def forget_probes() -> None:
-    """Forget every probe result (the next check probes again)."""
-    with _probe_lock:
-        _probes.clear()
