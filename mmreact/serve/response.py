@@ -34,7 +34,9 @@ def step_reasoning(step: StepRecord, *, include_text: bool = True) -> str:
     parts = [step.llm_text if include_text else ""]
     for call in step.calls:
         text = call.text if len(call.text) <= MAX_OBSERVATION_CHARS else call.text[:MAX_OBSERVATION_CHARS] + " [...]"
-        reused = f" ({call.reuse_note})" if call.reuse_note else ""
+        # Whether a call was prefetched depends on the deployment (where the experts run), not on
+        # the question, so the readable steps leave it out: Ray Serve and `mmreact serve` agree.
+        reused = f" ({call.reuse_note})" if call.reused in ("repeat", "cache") else ""
         parts.append(f"\n\nObservation from {call.call}{reused}:\n{text}")
     if step.error:
         parts.append(f"\n\n(The reply could not be used: {step.error})")
