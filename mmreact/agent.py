@@ -11,6 +11,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import grounding as grounding_
 from . import prefetch as prefetching
 from . import prompts, protocol, render
 from .errors import ConfigError, LLMError, MMReactError, one_line
@@ -64,10 +65,12 @@ class Result:
     def __str__(self) -> str:
         return self.answer if self.answer is not None else f"[{self.trace.status}] {self.trace.message}"
 
-    def annotated(self, handle: str | None = None) -> PILImage.Image:
-        """Image ``handle`` (default: the first) as a ``PIL.Image`` with this run's boxes drawn."""
+    def annotated(self, handle: str | None = None, *, grounding: bool = False) -> PILImage.Image:
+        """Image ``handle`` (default: the first) as a ``PIL.Image`` with this run's boxes drawn;
+        ``grounding=True`` draws only the boxes that support the answer's facts, each labelled with
+        its fact (see :mod:`mmreact.grounding`)."""
         from .annotate import annotate_result
-        return annotate_result(self, handle)
+        return annotate_result(self, handle, grounding=grounding)
 
     def _repr_html_(self) -> str:
         from .notebook import result_html
@@ -92,6 +95,16 @@ class Agent:
             (default: :meth:`ImagePolicy.from_env`).
         examples: solved examples shown before every question (:mod:`mmreact.shots`): a list of
             :class:`mmreact.shots.Example` or a JSONL file; checked and run when the agent is created.
+        grounding: how answers are held to what the experts saw (:mod:`mmreact.grounding`):
+            ``"constrain"``: a backend that decodes under a grammar writes the final answer as a run
+            of words of the observations' content (or an option the question offers, yes / no), so
+            it cannot copy format text, invent a number or loop; ``"reask"``: when an answer states
+            facts no observation supports, the model is asked once more, naming them (both replies
+            are in the trace; the re-ask does not count against ``max_steps``); ``"check"``: every
+            answer is checked and the result recorded, nothing else changes; ``"off"``: no check.
+            ``"auto"`` (default): ``"constrain"`` where the backend grounds by default (the
+            embedded default and other small-model settings), else ``"check"``. Every answered
+            trace records its check (``trace.grounding``) and the setting (``trace.grounding_mode``).
     """
 
     def __init__(
@@ -106,6 +119,7 @@ class Agent:
         image_policy: ImagePolicy | None = None,
         prefetch: Policy = "auto",
         examples: Any = None,
+        grounding: str = "auto",
     ) -> None:
         from .llms import load_llm
         from .registry import resolve_tools
@@ -125,6 +139,7 @@ class Agent:
         self.system_prompt = system_prompt or prompts.system_prompt(self.tools, thoughts=self.llm.writes_thoughts)
         self.image_policy = image_policy
         self.prefetch = prefetching.validate(prefetch, self.tools)
+        self.grounding: grounding_.Mode = _grounding_mode(grounding, self.llm)
         self._llm_loading: Future[float] | None = None
         self._llm_loading_lock = threading.Lock()
         from .shots import for_agent
@@ -168,6 +183,8 @@ class Agent:
     def _timed_llm_load(self) -> float:
         t0 = time.perf_counter()
         self.llm.load()
+        if self.grounding == "constrain" and getattr(self.llm, "ranks_answers", False):
+            grounding_.embedder()  # the question-relevance model of grounded answers, loaded beside the LLM
         return time.perf_counter() - t0
 
     def chat(self) -> Chat:
@@ -269,6 +286,27 @@ class Agent:
         return [r for r in records if r is not None]
 
 
+GROUNDING_SETTINGS = ("auto", "constrain", "reask", "check", "off")
+
+
+def _grounding_mode(setting: str, llm: LLM) -> grounding_.Mode:
+    if setting not in GROUNDING_SETTINGS:
+        raise ConfigError(f"grounding must be one of {', '.join(GROUNDING_SETTINGS)}; got {setting!r}.")
+    if setting == "auto":
+        return "constrain" if getattr(llm, "grounds_by_default", False) else "check"
+    if setting == "constrain" and not getattr(llm, "grounds_answers", False):
+        raise ConfigError(f"grounding='constrain' needs an LLM that decodes under a grammar (default, gguf:, hf:, or "
+                          f"a server that takes one); {llm.name} does not: use grounding='reask' or 'check'.")
+    return setting  # type: ignore[return-value]
+
+
+def reask_text(check: grounding_.Grounding) -> str:
+    """What the engine says when an answer states facts no observation supports (``grounding="reask"``)."""
+    named = ", ".join(repr(f.text) for f in check.unsupported)
+    return (f"Your answer states {named}, which no observation supports. Answer again using only what the "
+            "observations say; if they do not answer the question, say so.")
+
+
 def _error_record(call: protocol.Call, message: str) -> CallRecord:
     return CallRecord(tool=call.tool, call=call.text(), args=dict(call.kwargs) or {"args": list(call.args)},
                       text=f"Error: {message}", error=True)
@@ -292,6 +330,18 @@ class Chat:
     def _repr_html_(self) -> str:
         from .notebook import chat_html
         return chat_html(self)
+
+    def _answer_phrases(self, question: str) -> tuple[tuple[tuple[str, ...], ...] | None, tuple[float, ...] | None]:
+        """What a grounded answer is built from (``grounding="constrain"``; before any observation
+        only the question's options, or :data:`mmreact.grounding.NOTHING_SEEN`), and each phrase's
+        relevance to the question for a backend that ranks answers."""
+        if self.agent.grounding != "constrain":
+            return None, None
+        phrases = tuple(grounding_.answer_phrases(grounding_.evidence_from_calls(self.memo.values()), question))
+        if not getattr(self.agent.llm, "ranks_answers", False):
+            return phrases, None
+        scores = grounding_.relevance(question, [" ".join(p) for p in phrases])
+        return phrases, None if scores is None else tuple(scores)
 
     def ask(
         self,
@@ -356,13 +406,20 @@ class Chat:
                 message=None if answer is not None else message, llm=agent.llm.name,
                 seconds=time.perf_counter() - started,
                 prefetched=self.prefetch.records({c.call for s in steps for c in s.calls if not c.error}),
+                grounding_mode=agent.grounding,
             )
 
-        for index in range(1, agent.max_steps + 1):
+        limit = agent.max_steps
+        reasked: str | None = None  # the first answer, once the model was asked again
+        index = 0
+        while index < limit:
+            index += 1
+            phrases, relevance = self._answer_phrases(question)
             request = LLMRequest(
                 messages=tuple(self.messages), stop=("\nObservation:", "<observation"),
                 tools=agent.tools, handles=tuple(self.images.handles),
-                done_calls=frozenset(self.memo), on_text=on_text, kind="react",
+                done_calls=frozenset(self.memo), on_text=on_text, kind="react", answer_phrases=phrases,
+                answer_relevance=relevance,
             )
             t0 = time.perf_counter()
             try:
@@ -395,9 +452,9 @@ class Chat:
             decided = completion.meta.get("decided")
             common = dict(index=index, llm_text=text, llm_seconds=llm_seconds, llm_wait_seconds=completion.wait_seconds,
                           prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
-                          decided=decided if decided in ("after_thought", "without_thought", "forced") else None,
-                          choices=completion.meta.get("choices") if isinstance(completion.meta.get("choices"), int)
-                          else None,
+                          decided=decided if decided in ("after_thought", "without_thought", "forced", "ranked") else None,
+                          choices=completion.meta.get("ranked", completion.meta.get("choices"))
+                          if isinstance(completion.meta.get("ranked", completion.meta.get("choices")), int) else None,
                           warning=completion.meta.get("warning") if isinstance(completion.meta.get("warning"), str)
                           else None)
             self.messages.append(Message("assistant", text, calls=completion.calls or ()))
@@ -405,8 +462,24 @@ class Chat:
                 step = StepRecord(**common, error=error)
                 self.messages.append(Message("observation", render.retry_text(error or "")))
             elif parsed.final_answer is not None:
+                check = None
+                if agent.grounding != "off":
+                    mode = ("constrain" if completion.meta.get("grounded") else
+                            "reask" if agent.grounding == "reask" else "check")
+                    check = grounding_.ground(parsed.final_answer, grounding_.evidence_from_calls(self.memo.values()),
+                                              question, mode, first_answer=reasked)
+                if check is not None and agent.grounding == "reask" and reasked is None and not check.supported:
+                    reasked = parsed.final_answer
+                    note = reask_text(check)
+                    step = StepRecord(**common, thought=parsed.thought, final_answer=parsed.final_answer,
+                                      grounding=check, reask=note)
+                    self.messages.append(Message("observation", note))
+                    limit += 1  # the re-ask does not count against max_steps
+                    steps.append(step)
+                    yield step
+                    continue
                 answer = parsed.final_answer
-                step = StepRecord(**common, thought=parsed.thought, final_answer=answer)
+                step = StepRecord(**common, thought=parsed.thought, final_answer=answer, grounding=check)
                 steps.append(step)
                 yield step
                 break

@@ -4,7 +4,9 @@
 detections (``{"objects": [{"label", "confidence", "box"}]}``) with label and confidence,
 dense-caption regions (``{"regions": [{"caption", "box"}]}``) with their captions, and OCR lines
 (``{"lines": [{"text", "box", "confidence"}]}``) with their text, one colour per kind. A plug-in
-artifact that holds a list of dicts with a ``"box"`` is drawn too, in a fourth colour.
+artifact that holds a list of dicts with a ``"box"`` is drawn too, in a fourth colour, and the
+boxes that support an answer (``{"answer": [{"label", "box"}]}``, :func:`support_artifact`) in a
+fifth.
 
 Decisions:
 - Boxes are pixel ``[x1, y1, x2, y2]`` on the original image (the convention everywhere in
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
 
     from .agent import Result
 
-Kind = Literal["detect", "dense", "ocr", "other"]
+Kind = Literal["detect", "dense", "ocr", "other", "answer"]
 Backend = Literal["auto", "supervision", "pil"]
 
 #: RGB colour per kind of finding (red/blue never equal, so a BGR mix-up is visible).
@@ -45,12 +47,14 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "dense": (0, 130, 200),
     "ocr": (60, 180, 75),
     "other": (145, 30, 180),
+    "answer": (245, 130, 48),
 }
 #: artifact key -> (kind, fields that may hold the label text)
 _KEYS: dict[str, tuple[Kind, tuple[str, ...]]] = {
     "objects": ("detect", ("label", "name", "class")),
     "regions": ("dense", ("caption", "text", "label")),
     "lines": ("ocr", ("text", "label")),
+    "answer": ("answer", ("label",)),
 }
 _LABEL_FIELDS = ("label", "caption", "text", "name", "tag", "class")
 MAX_LABEL = 48
@@ -260,12 +264,31 @@ def _pick(images: dict[str, Image], handle: str | None) -> str:
     return handle
 
 
+def support_artifact(result: Result, handle: str) -> dict[str, Any]:
+    """The boxes on image ``handle`` that support the answer's facts (see :mod:`mmreact.grounding`),
+    as an artifact ``{"answer": [{"label": fact, "box": ...}]}`` (one entry per supporting box)."""
+    check = result.trace.grounding
+    entries: list[dict[str, Any]] = []
+    seen: set[tuple[Any, ...]] = set()
+    for fact in check.facts if check is not None else ():
+        e = fact.evidence
+        if not fact.supported or e is None or e.box is None or e.image != handle:
+            continue
+        key = (fact.text, *e.box)
+        if key not in seen:
+            seen.add(key)
+            entries.append({"label": fact.text, "box": list(e.box)})
+    return {"answer": entries}
+
+
 def annotate_result(result: Result, handle: str | None = None, *, labels: bool = True,
-                    backend: Backend = "auto") -> PILImage.Image:
+                    backend: Backend = "auto", grounding: bool = False) -> PILImage.Image:
     """Image ``handle`` of a :class:`~mmreact.agent.Result` (default: the first) with every box
-    that this run's calls found on it."""
+    that this run's calls found on it; with ``grounding``, only the boxes that support the answer's
+    facts, each labelled with its fact."""
     handle = _pick(result.images, handle)
-    return annotate(result.images[handle], calls_for(result, handle), labels=labels, backend=backend)
+    arts = [support_artifact(result, handle)] if grounding else calls_for(result, handle)
+    return annotate(result.images[handle], arts, labels=labels, backend=backend)
 
 
 def annotate_many(items: Iterable[tuple[ImageSource, Any]], *, labels: bool = True, backend: Backend = "auto",

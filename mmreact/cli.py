@@ -40,6 +40,11 @@ AnnotatedOpt = Annotated[Optional[str], typer.Option(
     "--save-annotated", metavar="PATH", help="Write the first image with every box the tools found (PNG unless PATH says .jpg).")]
 
 
+GroundingOpt = Annotated[str, typer.Option(
+    "--grounding", help="Hold answers to what the experts saw: auto, constrain (a grammar builds the answer from "
+    "the observations), reask (ask once more when a fact is unsupported), check (record only), off.")]
+
+
 def _save_annotated(path: str, image: Any, artifacts: Any) -> None:
     """Write ``image`` with the boxes in ``artifacts`` drawn on it; a bad path is a one-line error."""
     from pathlib import Path
@@ -65,6 +70,7 @@ def ask(
                                           "asks: auto, none, all, or tool names (a,b).")] = "auto",
     examples: Annotated[Optional[str], typer.Option("--examples", metavar="FILE.jsonl", help="Solved examples to "
                         "show first: the eval JSONL format plus optional steps (see mmreact.shots).")] = None,
+    grounding: GroundingOpt = "auto",
 ) -> None:
     """Ask a question about one or more images; print the answer."""
     from .agent import Agent
@@ -80,7 +86,7 @@ def ask(
 
             image_format(save_annotated)  # a bad path fails now, not after the run
         agent = Agent(llm=llm, tools=parse_tool_list(tools), max_steps=max_steps, prefetch=prefetch,
-                      examples=examples)
+                      examples=examples, grounding=grounding)
         console = _err_console() if verbose else None
         if console is not None:
             from .registry import plugin_failures
@@ -112,6 +118,9 @@ def ask(
         typer.echo(result.trace.to_json())
     elif result.answer is not None:
         typer.echo(result.answer)
+        check = result.trace.grounding
+        if check is not None and not check.supported and not verbose:  # --verbose showed it with the step
+            typer.echo(f"mmreact: {check.summary()} (no observation says it)", err=True)
     if save_annotated is not None:
         from .annotate import calls_for
 
@@ -241,6 +250,7 @@ def eval_(
                           ] = 0,
     save_traces: Annotated[bool, typer.Option("--save-traces", help="Also write every run's trace to traces.jsonl.")
                            ] = False,
+    grounding: GroundingOpt = "auto",
 ) -> None:
     """Evaluate systems on an eval set; print the report and write results, Markdown, JSON and a plot."""
     from dataclasses import replace
@@ -261,7 +271,10 @@ def eval_(
         items = select(items, limit)
         chosen = get_scorer(scorer) if scorer is not None else None
         options = {"examples": list(demos.examples)} if demos is not None else {}
-        systems = {name: load_system(spec, **options) for name, spec in specs.items()}
+        from .eval.runner import is_agent_spec
+
+        systems = {name: load_system(spec, **options, **({"grounding": grounding} if is_agent_spec(spec) else {}))
+                   for name, spec in specs.items()}
         set_name = "builtin" if data == "builtin" else (Path(data).stem if Path(data).suffix else Path(data).name)
         out_dir = Path(out) if out else Path("eval-out") / ((set_name or "eval") + (f"-{shots}shot" if shots else ""))
         results = run_eval(items, systems, out_dir, concurrency=concurrency, resume=not fresh, scorer=chosen,

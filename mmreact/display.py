@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
+from .grounding import Fact, Grounding
 from .trace import StepRecord, Trace
 
 
@@ -17,12 +18,38 @@ def decision_note(step: StepRecord) -> str | None:
     """How the step was decided, when the trace must say it (see :attr:`StepRecord.decided`)."""
     if step.decided == "forced":
         return "forced: the grammar allowed only this step, so the engine wrote it without calling the model"
+    if step.decided == "ranked":
+        return (f"grounded answer: the model scored {step.choices} candidate answers from the observations and "
+                "the engine wrote the best (model likelihood + relevance to the question)")
     only = step.choices == 1
     if step.decided == "without_thought":
         return "decided without a thought" + ("; an answer was the only step allowed" if only else "")
     if step.decided == "after_thought" and only:
         return "the grammar allowed only this ending"
     return None
+
+
+def support_text(fact: Fact) -> str:
+    """Where a fact was seen, in words: ``ocr(image_1) line 5 'TOTAL 7.75'``, or why not."""
+    if not fact.supported or fact.evidence is None:
+        return "no observation says it"
+    e = fact.evidence
+    where = e.call or "the context"
+    if e.line is not None and e.kind in ("text", "region", "object", "tag", "other"):
+        where += f" {'line' if e.kind in ('text', 'other') else e.kind} {e.line + 1}"
+    note = f"; {fact.note}" if fact.note else ""
+    return f"{where} {e.text!r}{note}"
+
+
+def grounding_lines(check: Grounding) -> list[str]:
+    """The check of an answer in plain lines: a summary, then one line per fact (the terminal,
+    ``str(trace)`` and the server's reasoning text all use these)."""
+    objects = "" if check.objects_checked or not check.facts else "; object words not checked (no expert saw objects)"
+    lines = [f"Grounding ({check.mode}): {check.summary()}{objects}"]
+    for f in check.facts:
+        mark = "supported" if f.supported else "UNSUPPORTED"
+        lines.append(f"  {mark} {f.kind} {f.text!r}: {support_text(f)}")
+    return lines
 
 
 def step_text(step: StepRecord) -> str:
@@ -45,6 +72,10 @@ def step_text(step: StepRecord) -> str:
         lines.append(_indent(step.llm_text))
     if step.final_answer is not None:
         lines.append(f"  Final Answer: {step.final_answer}")
+        if step.grounding is not None:
+            lines += ["  " + ln for ln in grounding_lines(step.grounding)]
+        if step.reask:
+            lines.append(f"  (answer not taken; the engine asked again: {step.reask})")
     return "\n".join(lines)
 
 

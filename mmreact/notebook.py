@@ -23,13 +23,14 @@ from collections.abc import Callable, Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any
 
-from .display import decision_note, step_text
+from .display import decision_note, grounding_lines, step_text, support_text
 from .images import ImageSource
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
     from .agent import Agent, Chat, Result
+    from .grounding import Grounding
     from .observation import Observation
     from .trace import CallRecord, StepRecord, Trace
 
@@ -59,6 +60,9 @@ STYLE = """<style>
 .mmreact figcaption{color:#888;font-size:12px}
 .mmreact .mmr-legend span{display:inline-block;width:10px;height:10px;margin:0 3px 0 8px;vertical-align:-1px}
 .mmreact h4{margin:10px 0 4px}
+.mmreact .mmr-fact{border-bottom:2px solid rgb(60,180,75)}
+.mmreact .mmr-unsupported{background:rgba(230,25,75,.18);border-bottom:2px solid rgb(230,25,75)}
+.mmreact .mmr-grounding{font-size:12px;margin:2px 0 2px 14px}
 </style>"""
 
 
@@ -97,6 +101,32 @@ def png_data_uri(image: PILImage.Image, max_width: int = MAX_IMAGE_WIDTH) -> str
 
 
 # -- pieces ------------------------------------------------------------------------------------
+def marked_answer(answer: str, check: Grounding | None) -> str:
+    """The answer, escaped, with each checked fact marked: supported ones underlined (their support
+    as a tooltip), unsupported ones highlighted."""
+    if check is None or not check.facts:
+        return _e(answer)
+    out: list[str] = []
+    pos = 0
+    for f in sorted(check.facts, key=lambda f: f.start):
+        if f.start < pos or answer[f.start:f.end] != f.text:
+            continue
+        css = "mmr-fact" if f.supported else "mmr-unsupported"
+        out.append(_e(answer[pos:f.start]))
+        out.append(f'<span class="{css}" title="{_e(support_text(f))}">{_e(f.text)}</span>')
+        pos = f.end
+    out.append(_e(answer[pos:]))
+    return "".join(out)
+
+
+def grounding_html(check: Grounding) -> str:
+    head, *facts = grounding_lines(check)
+    css = "mmr-meta" if check.supported else "mmr-err"
+    items = "".join(f"<div>{_e(line.strip())}</div>" for line in facts)
+    return f'<div class="mmr-grounding {css}">{_e(head)}{items}</div>'
+
+
+
 def call_body(call: CallRecord) -> str:
     tag = f", {call.reuse_note}" if call.reuse_note else ""
     css = "mmr-call mmr-err" if call.error else "mmr-call"
@@ -129,14 +159,18 @@ def step_body(step: StepRecord) -> str:
         out.append(f'<div class="mmr-err">Unusable reply: {_e(step.error)}</div>')
         out.append(_text_block(step.llm_text))
     if step.final_answer is not None:
-        out.append(f"<div><b>Final Answer:</b> {_e(step.final_answer)}</div>")
+        out.append(f"<div><b>Final Answer:</b> {marked_answer(step.final_answer, step.grounding)}</div>")
+        if step.grounding is not None:
+            out.append(grounding_html(step.grounding))
+        if step.reask:
+            out.append(f'<div class="mmr-meta">(answer not taken; the engine asked again: {_e(step.reask)})</div>')
     out.append("</li>")
     return "".join(out)
 
 
 def _outcome(trace: Trace) -> str:
     if trace.answer is not None:
-        return f'<div class="mmr-answer"><b>Answer:</b> {_e(trace.answer)}</div>'
+        return f'<div class="mmr-answer"><b>Answer:</b> {marked_answer(trace.answer, trace.grounding)}</div>'
     return f'<div class="mmr-stop"><b>Stopped ({_e(trace.status)}):</b> {_e(trace.message or "")}</div>'
 
 
@@ -166,7 +200,8 @@ def trace_body(trace: Trace, *, outcome: bool = True) -> str:
 def _legend(kinds: set[str]) -> str:
     from .annotate import COLOURS
 
-    names = {"detect": "objects", "dense": "regions", "ocr": "text lines", "other": "other boxes"}
+    names = {"detect": "objects", "dense": "regions", "ocr": "text lines", "other": "other boxes",
+             "answer": "the answer's support"}
     return '<div class="mmr-legend mmr-meta">' + "".join(
         f'<span style="background:rgb{rgb}"></span>{names[k]}' for k, rgb in COLOURS.items() if k in kinds) + "</div>"
 

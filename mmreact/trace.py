@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from .grounding import Grounding, Mode as GroundingMode
+
 #: ``llm_error``: the partial trace carried by an :class:`~mmreact.errors.LLMError` raised mid-run.
 Status = Literal["answered", "max_steps", "too_many_errors", "llm_error"]
 
@@ -60,13 +62,21 @@ class StepRecord(_Frozen):
     #: How the reply was decided when a grammar drove decoding (``None``: the model wrote freely):
     #: ``"after_thought"`` (its thought came first, then its decision), ``"without_thought"``
     #: (it wrote only its decision: no thought exists), ``"forced"`` (the grammar allowed exactly
-    #: one reply, which the engine wrote without calling the model).
-    decided: Literal["after_thought", "without_thought", "forced"] | None = None
+    #: one reply, which the engine wrote without calling the model), ``"ranked"`` (a grounded answer:
+    #: the model scored every allowed answer and the engine wrote the best, see
+    #: :func:`mmreact.llms.grammar.rank_answers`; ``choices`` is then the number of candidates).
+    decided: Literal["after_thought", "without_thought", "forced", "ranked"] | None = None
     #: How many different first steps (calls, or an answer) the grammar allowed (1: no choice).
     choices: int | None = None
     #: Something the backend wants the reader of the trace to know about this reply, e.g. that a
     #: server ignored or refused the step grammar, so the reply was decoded unconstrained.
     warning: str | None = None
+    #: For an answer step: which of the answer's facts the run's observations support
+    #: (see :mod:`mmreact.grounding`); ``None`` when grounding is off or the step did not answer.
+    grounding: Grounding | None = None
+    #: When this answer was not taken because it stated unsupported facts (``grounding="reask"``):
+    #: the message that asked the model once more. The next step holds the answer that was taken.
+    reask: str | None = None
 
     def _repr_html_(self) -> str:
         from .notebook import step_html
@@ -108,6 +118,17 @@ class Trace(_Frozen):
     seconds: float = 0.0
     #: Calls started ahead of the model on this turn's new images, used or not.
     prefetched: tuple[PrefetchRecord, ...] = ()
+    #: The grounding setting the run used (``Agent(grounding=...)``, resolved): ``"constrain"``,
+    #: ``"reask"``, ``"check"`` or ``"off"`` (``None`` in traces written before it existed).
+    grounding_mode: GroundingMode | None = None
+
+    @property
+    def grounding(self) -> Grounding | None:
+        """The check of the answer that was taken (``None``: no answer, or grounding off)."""
+        for step in reversed(self.steps):
+            if step.final_answer is not None and step.reask is None:
+                return step.grounding
+        return None
 
     @property
     def llm_seconds(self) -> float:

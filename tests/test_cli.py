@@ -52,6 +52,20 @@ def test_ask_prints_the_answer(tmp_path, tiny_png, plugin_dir):
     assert proc.stdout.strip() == "768 pixels"
 
 
+def test_ask_marks_an_unsupported_fact_and_grounding_can_be_set(tmp_path, tiny_png, plugin_dir):
+    llm = script(tmp_path, ["Action: pixel_count(image_1)", "Final Answer: 769 pixels"])
+    proc = mmreact("ask", str(tiny_png), "How many pixels?", "--llm", llm, "--tools", "pixel_count",
+                   plugin_dir=plugin_dir)
+    assert proc.returncode == 0 and proc.stdout.strip() == "769 pixels"
+    assert proc.stderr.strip() == "mmreact: 1 of 1 fact unsupported: '769' (no observation says it)"
+    proc = mmreact("ask", str(tiny_png), "How many pixels?", "--llm", llm, "--tools", "pixel_count", "--grounding",
+                   "off", "--json", plugin_dir=plugin_dir)
+    trace = Trace.from_json(proc.stdout)
+    assert trace.grounding_mode == "off" and trace.grounding is None and not proc.stderr.strip()
+    bad = mmreact("ask", str(tiny_png), "q", "--llm", llm, "--grounding", "strict", plugin_dir=plugin_dir)
+    assert_one_line_error(bad, "grounding must be one of")
+
+
 def test_ask_json_and_verbose(tmp_path, tiny_png, plugin_dir):
     llm = script(tmp_path, ["Action: pixel_count(image_1)\nAction: corner_colour(image_2)", "Final Answer: done"])
     proc = mmreact("ask", str(tiny_png), str(ROOT / "examples" / "receipt.png"), "Describe", "--llm", llm,

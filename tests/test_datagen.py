@@ -55,7 +55,8 @@ def test_records_carry_context_reply_and_verdict(run):
     conv = table[("receipt.png", "conversation")]
     assert conv.status == "accepted" and conv.kept == (0,)
     assert conv.kept_pairs[0]["answer"] == "The top line says CORNER CAFE."  # read by the real OCR
-    assert {(r.filter, r.pair) for r in conv.reasons} == {("hallucination", 1), ("leakage", 2), ("refusal", 3)}
+    assert {(r.filter, r.pair) for r in conv.reasons} == {("hallucination", 1), ("leakage", 2), ("facts", 2),
+                                                          ("refusal", 3)}
     assert conv.context["ocr"][:2] == ["CORNER CAFE", "12 Main Street"] and "TOTAL 7.75" in conv.prompt_context
     assert conv.format_ok and conv.llm["calls"] == 1 and conv.id == f"{conv.image_sha256[:16]}-conversation"
     detail = table[("receipt.png", "detail")]  # cleanup rewrote the leaky description
@@ -87,7 +88,7 @@ def test_report_counts_by_kind_and_reason(run):
     rep = summarize(Store.existing(run["out"]).records())
     assert rep.totals == Counter({"accepted": 5, "rejected": 4, "error": 3})
     assert rep.rejected_by == Counter({"duplicate": 3, "structure": 1})
-    assert rep.pairs_dropped_by == Counter({"hallucination": 2, "leakage": 2, "refusal": 2})
+    assert rep.pairs_dropped_by == Counter({"hallucination": 2, "leakage": 2, "facts": 2, "refusal": 2})
     assert "| duplicate | 3 | 0 |" in rep.markdown()
 
 

@@ -37,7 +37,7 @@ from mmreact.datagen.formats import (
 )
 from mmreact.datagen.prompts import KINDS, example_pairs, load_folder, load_prompts, reply_spec
 from mmreact.datagen.records import Reason, Record
-from mmreact.datagen.vocab import default_vocabulary, plural, tokenize
+from mmreact.grounding.vocab import default_vocabulary, plural, tokenize
 from mmreact.errors import ConfigError
 
 VOCAB = default_vocabulary()
@@ -379,3 +379,19 @@ def test_few_shot_folder_errors(tmp_path):
         load_prompts(["detail", "conversation"], tmp_path / "x")
     with pytest.raises(ConfigError, match="Unknown kind"):
         load_prompts(["dialogue"])
+
+
+def test_the_facts_filter_is_the_grounding_check():
+    """A generated answer whose times and prices contradict the OCR is rejected, naming the spans."""
+    from mmreact.grounding import evidence_from_context
+
+    ctx = Context(640, 480, ocr=("JAZZ NIGHT", "Doors open 7:30 PM", "Tickets $12"))
+    present, detected = context_facts(ctx, VOCAB)
+    evidence = evidence_from_context(ctx)
+    bad = check_pair("When do the doors open and what does a ticket cost?",
+                     "The doors open at 9:00 PM and tickets cost $25", present, detected, VOCAB, evidence)
+    assert [(r.filter, r.detail) for r in bad] == [("facts", "time '9:00 PM' is not in the image's context"),
+                                                   ("facts", "amount '$25' is not in the image's context")]
+    good = check_pair("When do the doors open?", "The doors open at 7:30 PM; tickets are $12.", present, detected,
+                      VOCAB, evidence)
+    assert good == []

@@ -184,7 +184,7 @@ def test_runner_two_systems_and_errors(evalset, tmp_path):
     assert by[("flaky", "colour-blue")].score == 1.0
     first = lines_of(tmp_path)[0]
     assert set(first) == {"system", "item", "prediction", "score", "status", "seconds", "llm_seconds", "llm_calls",
-                          "tokens", "error", "capabilities", "wait_seconds", "fingerprint"}
+                          "tokens", "error", "capabilities", "wait_seconds", "fingerprint", "grounded", "unsupported"}
     assert set(first["fingerprint"]) == {"mmreact", "system", "scorer", "item"}
 
 
@@ -405,7 +405,7 @@ def test_terminal_tables_show_names_verbatim():
     console = Console(record=True, width=160, file=io.StringIO())
     for table in summarize(results).tables():
         console.print(table)
-    assert console.export_text().count("agent[v2]") == 2
+    assert console.export_text().count("agent[v2]") == 3  # accuracy, grounded answers, cost
 
 
 # -- the built-in set ---------------------------------------------------------------------------

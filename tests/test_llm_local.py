@@ -279,7 +279,7 @@ def test_default_agent_chooses_ocr_and_answers_from_it_without_invented_thoughts
     ``tools/planner_report.py`` measures how often it is right; the real receipt answers 7.75 in
     tests/test_native.py)."""
     chunks: list[str] = []
-    agent = Agent(default_llm, tools=[caption, ocr])
+    agent = Agent(default_llm, tools=[caption, ocr], grounding="check")  # the model's own answer, checked
     result = agent.run("What is the total on this receipt?", receipt, on_text=chunks.append)
     steps = result.trace.steps
     assert result.ok, result.message

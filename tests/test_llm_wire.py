@@ -48,12 +48,14 @@ def first_grammar(options: StepOptions = FULL) -> StepGrammar:
                                    handles=("image_1",), kind="react"), options)
 
 
-def _run(replies: list[Reply], *, stream: bool = False, **settings: Any) -> tuple[Any, ScriptedOpenAI, list[str]]:
+def _run(replies: list[Reply], *, stream: bool = False, grounding: str = "auto", tools: Any = (brightness,),
+         **settings: Any) -> tuple[Any, ScriptedOpenAI, list[str]]:
     owned_by = settings.pop("owned_by", None)
     chunks: list[str] = []
     with ScriptedOpenAI(replies, owned_by=owned_by) as srv:
         llm = OpenAILLM("test-model", base_url=srv.base_url, max_retries=0, **settings)
-        result = Agent(llm, tools=[brightness]).run(QUESTION, IMG, **({"on_text": chunks.append} if stream else {}))
+        result = Agent(llm, tools=list(tools), grounding=grounding).run(
+            QUESTION, IMG, **({"on_text": chunks.append} if stream else {}))
     return result, srv, chunks
 
 
@@ -129,13 +131,49 @@ def test_each_server_gets_the_step_language_in_its_own_field(kind: str) -> None:
 
 def test_embedded_options_send_the_embedded_language_and_skip_forced_steps() -> None:
     replies = [Reply(content="Final Answer: 31.5")]
-    result, srv, _ = _run(replies, grammar="sglang", options="embedded")
+    result, srv, _ = _run(replies, grammar="sglang", options="embedded", grounding="check")
     trace = result.trace
     # step 1 is forced (one tool, one image, a first step must act): no request at all
     assert [s.decided for s in trace.steps] == ["forced", "without_thought"]
     assert trace.steps[0].llm_text == "Action: brightness(image_1)" and trace.answer == "31.5"
     (only,) = srv.requests
     assert only.body["ebnf"] == 'root ::= ("Final Answer: " answer)\nanswer ::= ([^ \\t\\r\\n] [^\\r\\n]{0,199})\n'
+
+
+@tool
+def levels(image: Image) -> str:
+    """Brightness levels of an image.
+
+    Args:
+        image: the image to measure
+    """
+    pixels = image.to_numpy()
+    return f"mean {pixels.mean():.1f}\ndarkest {pixels.min():.1f}\nbrightest {pixels.max():.1f}"
+
+
+def test_embedded_options_ground_the_answer_over_the_wire() -> None:
+    """With the small-model settings a server that takes a grammar gets a grounded answer language
+    (runs of words of the observations), the default for those settings."""
+    replies = [Reply(content="Final Answer: mean 31.5")]
+    result, srv, _ = _run(replies, grammar="sglang", options="embedded", tools=[levels])
+    trace = result.trace
+    assert trace.grounding_mode == "constrain" and trace.answer == "mean 31.5"
+    check = trace.grounding
+    assert check is not None and check.mode == "constrain" and check.supported
+    (only,) = srv.requests
+    ebnf = only.body["ebnf"]
+    assert '"mean"' in ebnf and '" 31.5"' in ebnf and '"darkest"' in ebnf and "[^" not in ebnf  # no free text
+    g = StepGrammar((), True, EMBEDDED, phrases=(("mean", "31.5"), ("darkest", "0.0")))
+    assert g.accepts("Final Answer: mean 31.5") and g.accepts("Final Answer: 31.5")
+    assert not g.accepts("Final Answer: 32") and not g.accepts("Final Answer: mean [x1, y1]")
+
+
+def test_a_server_that_ignores_the_grounded_language_is_checked_not_trusted() -> None:
+    replies = [Reply(content="Final Answer: 99")]
+    result, _, _ = _run(replies, grammar="sglang", options="embedded", tools=[levels])
+    check = result.trace.grounding
+    assert check is not None and check.mode == "check" and not check.supported  # the reply was outside it
+    assert [f.text for f in check.unsupported] == ["99"]
 
 
 @pytest.mark.parametrize(("owned_by", "kind"), [("llamacpp", "llamacpp"), ("me", "llamacpp"), ("vllm", "vllm"),
@@ -278,6 +316,9 @@ def _languages() -> list[tuple[str, Any]]:
     for name, options in (("full", FULL), ("embedded", EMBEDDED)):
         req = LLMRequest(messages=[Message("user", "q")], tools=tools, handles=("image_1", "image_2"), kind="react")
         out.append((name, step_grammar(req, options)))
+    # a grounded answer (mmreact.grounding): runs of words of the observations, after observations
+    out.append(("grounded", StepGrammar((), True, EMBEDDED, phrases=(("mean", "brightness", "31.5"), ("two",),
+                                                                      ("Looks", "right.")))))
     return out
 
 
@@ -288,6 +329,8 @@ SAMPLES = [
     "Action: brightness(image_1)", "Final Answer: 31.5", "Final Answer:  31.5", "Thought:  x\nFinal Answer: y",
     "Looks right.\nScore: 1", "Looks right.\nScore: 2", "Action: pick(image_2, 'it''s', 3)",
     "Thought: x\nAction: brightness(image_1)\nAction: pick(image_2, 'm', 1)",
+    "Final Answer: mean brightness 31.5", "Final Answer: brightness", "Final Answer: 31.5 mean",
+    "Final Answer: mean  brightness", "Final Answer: Looks right.",
 ]
 
 
@@ -307,7 +350,7 @@ def _vocab() -> list[str]:
     return chars + ["Thought", ": ", "Action", "Final", " Answer", "brightness", "image_", "pick", "</s>"]
 
 
-@pytest.mark.parametrize(("name", "idx"), [("score", 0), ("full", 1), ("embedded", 2)])
+@pytest.mark.parametrize(("name", "idx"), [("score", 0), ("full", 1), ("embedded", 2), ("grounded", 3)])
 @pytest.mark.parametrize("form", ["gbnf", "regex"])
 def test_xgrammar_compiles_the_wire_form_and_agrees(name: str, idx: int, form: str,
                                                     capfd: pytest.CaptureFixture[str]) -> None:
@@ -325,7 +368,7 @@ def test_xgrammar_compiles_the_wire_form_and_agrees(name: str, idx: int, form: s
         assert ends == language.accepts(sample), (sample, form, name)
 
 
-@pytest.mark.parametrize(("name", "idx"), [("score", 0), ("full", 1), ("embedded", 2)])
+@pytest.mark.parametrize(("name", "idx"), [("score", 0), ("full", 1), ("embedded", 2), ("grounded", 3)])
 def test_llguidance_validates_the_wire_forms(name: str, idx: int) -> None:
     """llguidance: vLLM's ``guidance`` backend and SGLang's ``llguidance`` backend."""
     llg = pytest.importorskip("llguidance")

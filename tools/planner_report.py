@@ -13,6 +13,14 @@ what the right answers are. Printed:
 2. **right tool**: the first call names the tool the question needs (over runs whose first step
    was a real choice).
 3. **right answer**: the final answer matches a right answer (``mmreact.eval``'s default scorer).
+4. **grounded**: answers whose every fact the run's observations support (``mmreact.grounding``).
+   With the grammar the embedded default answers under ``grounding="constrain"`` (its default:
+   the answer is a phrase of the observations, ranked by the model and question relevance); the
+   runs without the grammar answer freely and are only checked. ``--grounding check`` runs the
+   grammar column with free answers too, as before grounded answers existed.
+
+These questions are a *tuning* set: the grounded answer's settings were chosen on them (and on
+the built-in eval set). ``tools/make_heldout.py`` makes the set that no choice ever saw.
 
     python tools/planner_report.py            # every question (about 40), about a minute on 2 cores
     python tools/planner_report.py --free     # also the unconstrained parse rate (12 of the questions)
@@ -107,6 +115,7 @@ class Tally:
     right_tool: int = 0
     answered: int = 0
     right_answer: int = 0
+    grounded: int = 0
     steps: int = 0
     llm_seconds: float = 0.0
 
@@ -141,6 +150,8 @@ def run(agent, items: list[Question], label: str, show: int) -> Tally:  # noqa: 
             right = scorer(result.answer, list(q.answers)) >= 1.0
             t.right_answer += right
             right_per_tool[q.tool] += right
+            check = result.trace.grounding
+            t.grounded += check is not None and check.supported
         if i < show:
             calls = ",".join(c.tool for s in steps for c in s.calls)
             print(f"  [{label}] {q.kind:8} {q.question[:44]:44} [{calls}] -> {str(result)[:50]!r}")
@@ -158,6 +169,7 @@ def main() -> None:
     parser.add_argument("--free-n", type=int, default=12, help="questions for --free (evenly spread; a free 135M "
                         "model fills its token budget on every unusable reply, so all of them take long)")
     parser.add_argument("--show", type=int, default=6, help="print this many runs")
+    parser.add_argument("--grounding", default="auto", help="Agent(grounding=...) for the grammar runs (default: auto)")
     args = parser.parse_args()
 
     from mmreact import Agent
@@ -168,7 +180,7 @@ def main() -> None:
     items = questions()
     ocr = resolve_tools(["ocr"], ready_only=False)
     llm = load_llm(args.llm)
-    agent = Agent(llm, tools=[*ocr, colors])
+    agent = Agent(llm, tools=[*ocr, colors], grounding=args.grounding)
     print(f"LLM {llm.name}; tools: {', '.join(t.name for t in agent.tools)}; {len(items)} labelled questions "
           f"({collections.Counter(q.tool for q in items)})")
     results = {"grammar": run(agent, items, "grammar", args.show)}
@@ -184,12 +196,13 @@ def main() -> None:
                                           max_steps=4), subset, "no grammar", args.show)
     print()
     print(f"{'':12} {'runs':>5} {'parse failures (real choices)':>31} {'right tool':>12} {'right answer':>13}"
-          f" {'steps/run':>10} {'s/step':>7}")
+          f" {'grounded':>9} {'steps/run':>10} {'s/step':>7}")
     for label, t in results.items():
         failures = f"{t.choice_failures}/{t.choice_steps} = {t.choice_failures / max(t.choice_steps, 1):.1%}"
         tool_rate = f"{t.right_tool}/{t.first_choice_runs} = {t.right_tool / max(t.first_choice_runs, 1):.0%}"
         answer_rate = f"{t.right_answer}/{t.runs} = {t.right_answer / max(t.runs, 1):.0%}"
-        print(f"{label:12} {t.runs:5} {failures:>31} {tool_rate:>12} {answer_rate:>13} "
+        grounded = f"{t.grounded}/{t.answered}"
+        print(f"{label:12} {t.runs:5} {failures:>31} {tool_rate:>12} {answer_rate:>13} {grounded:>9} "
               f"{t.steps / max(t.runs, 1):10.2f} {t.llm_seconds / max(t.steps, 1):7.3f}")
     print(f"({time.perf_counter() - started:.0f} s in all, model loads included)")
 

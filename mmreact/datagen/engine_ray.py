@@ -88,7 +88,7 @@ class LLMStage:
     def __init__(self, llm: Any, prompts: dict[str, Any], cleanup: Any, config: DatagenConfig, fingerprint: str,
                  budget: Any = None) -> None:
         from ..llms import LLM, load_llm
-        from .vocab import default_vocabulary
+        from ..grounding.vocab import default_vocabulary
 
         self.llm = llm() if callable(llm) and not isinstance(llm, (str, LLM)) else load_llm(llm)
         if llm is None or isinstance(llm, str):  # made from a spec here: fit it to this actor's CPUs

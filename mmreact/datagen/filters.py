@@ -8,10 +8,14 @@ Per question/answer pair (a reason drops that pair; a record left with no pair i
 - ``leakage``: the answer gives away where it came from: coordinates, "bounding box", "caption",
   "provided information", "according to the description", ...;
 - ``hallucination`` (CHAIR-style): the answer asserts an object of the closed vocabulary
-  (:mod:`mmreact.datagen.vocab`) that the context does not contain; negated mentions ("there is
+  (:mod:`mmreact.grounding.vocab`) that the context does not contain; negated mentions ("there is
   no dog") assert nothing; after a "yes", the question's objects count as asserted;
 - ``count``: "two dogs" when the detector (or the user's boxes) found another number of dogs;
   only checked when detection ran;
+- ``facts``: the answer states a number, amount, time, date, code, name or quotation that the
+  context does not hold (the grounding check of :mod:`mmreact.grounding`, the same one the agent
+  records on every answer; object words are the ``hallucination`` filter's); the reason names
+  the unsupported span;
 - ``repetition``: a sentence or question said before in the record, or one phrase over and over.
 
 Per record: ``structure`` (the reply did not parse: text outside the blocks, a question with no
@@ -25,14 +29,16 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
+from ..grounding import Evidence, evidence_from_context, ground
 from .context import Context
 from .records import Reason, Record
-from .vocab import Vocabulary, default_vocabulary
+from ..grounding.vocab import NUMBER_WORDS, Vocabulary, default_vocabulary
 
-__all__ = ["apply_filters", "check_pair", "context_facts", "duplicates", "mark_duplicates", "hallucination",
+__all__ = ["apply_filters", "check_pair", "unsupported_facts", "context_facts", "duplicates", "mark_duplicates", "hallucination",
            "count_mismatch", "leakage", "refusal", "repetition", "structure", "FILTERS"]
 
-FILTERS = ("structure", "refusal", "leakage", "hallucination", "count", "repetition", "duplicate", "context")
+FILTERS = ("structure", "refusal", "leakage", "facts", "hallucination", "count", "repetition", "duplicate",
+           "context")
 #: Record-level reasons that come from outside the record's text (kept when filters rerun).
 EXTERNAL = ("duplicate", "context")
 
@@ -150,13 +156,39 @@ def context_facts(context: Context | None, vocab: Vocabulary) -> tuple[set[str] 
     return present, detected
 
 
+def unsupported_facts(question: str, answer: str, evidence: Sequence[Evidence],
+                      counted: frozenset[int] = frozenset()) -> list[str]:
+    """The answer's facts that the context does not support, each in one phrase; object words and
+    the numbers in ``counted`` (stated counts of detected objects: the ``count`` filter judges those)
+    are left out."""
+    check = ground(answer, evidence, question)
+    out = []
+    for f in check.unsupported:
+        if f.kind == "object" or (f.kind == "number" and _count_value(f.text) in counted):
+            continue
+        out.append(f"{f.kind} '{f.text}' is not in the image's context")
+    return out
+
+
+def _count_value(text: str) -> int | None:
+    word = text.lower()
+    if word in NUMBER_WORDS:
+        return NUMBER_WORDS[word]
+    return int(word) if word.isdigit() else None
+
+
 def check_pair(question: str, answer: str, present: set[str] | None, detected: Counter[str] | None,
-               vocab: Vocabulary) -> list[Reason]:
+               vocab: Vocabulary, evidence: Sequence[Evidence] | None = None) -> list[Reason]:
     """Every pair-level reason against one question/answer pair (``pair`` left unset), given the
-    context's classes (``None``: no context, no hallucination check) and detection counts."""
+    context's classes (``None``: no context, no hallucination check), detection counts, and its
+    evidence (``None``: no fact check)."""
     reasons = [Reason("structure", d) for d in structure(question, answer)]
     reasons += [Reason("refusal", d) for d in refusal(answer)]
     reasons += [Reason("leakage", d) for d in leakage(answer)]
+    if evidence is not None:
+        counted = frozenset(m.count for m in vocab.mentions(answer)
+                            if detected is not None and m.count is not None and m.canonical in detected)
+        reasons += [Reason("facts", d) for d in unsupported_facts(question, answer, evidence, counted)]
     if present is not None:
         reasons += [Reason("hallucination", d) for d in hallucination(question, answer, present, vocab)]
     if detected is not None:
@@ -177,7 +209,9 @@ def apply_filters(record: Record, vocab: Vocabulary | None = None) -> Record:
     if record.raw is None and not record.kind.startswith("template"):  # no LLM ran: nothing to check
         return record.with_(kept=(), reasons=external, status="rejected")
     vocab = vocab or default_vocabulary()
-    present, detected = context_facts(Context.from_dict(record.context) if record.context else None, vocab)
+    context = Context.from_dict(record.context) if record.context else None
+    present, detected = context_facts(context, vocab)
+    evidence = evidence_from_context(context) if context is not None else None
     reasons: list[Reason] = list(external)
     reasons += [Reason("structure", p) for p in record.problems]
     if not record.pairs and not record.problems:
@@ -188,7 +222,7 @@ def apply_filters(record: Record, vocab: Vocabulary | None = None) -> Record:
         if record.kind.startswith("template"):  # instructions built from labels: structure only
             found = [Reason("structure", d) for d in structure(p["question"], p["answer"])]
         else:
-            found = check_pair(p["question"], p["answer"], present, detected, vocab)
+            found = check_pair(p["question"], p["answer"], present, detected, vocab, evidence)
             found += [Reason("repetition", d) for d in repeated.get(i, ())]
         if found:
             reasons += [Reason(r.filter, r.detail, i) for r in found]

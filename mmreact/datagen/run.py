@@ -99,7 +99,7 @@ def prepare(images_dir: str | Path, out: str | Path, config: DatagenConfig, *, l
             price: Price | None = None) -> Prepared:
     from ..llms import LLM, load_llm
     from .annotations import load_annotations
-    from .vocab import default_vocabulary
+    from ..grounding.vocab import default_vocabulary
 
     source = llm if llm is not None else config.llm
     # A function that makes the LLM (for Ray workers, which each make their own) is called here once.
@@ -203,7 +203,7 @@ def refilter(out: str | Path) -> Any:
     the new :class:`~mmreact.datagen.report.Report`."""
     from .filters import apply_filters, mark_duplicates
     from .report import summarize
-    from .vocab import default_vocabulary
+    from ..grounding.vocab import default_vocabulary
 
     store = Store.existing(out)
     try:

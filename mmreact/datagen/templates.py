@@ -30,7 +30,7 @@ from ..errors import ConfigError, ImageError
 from .context import Context, normalise_box
 from .records import Record, error_id
 from .store import Store
-from .vocab import plural
+from ..grounding.vocab import plural
 
 __all__ = ["TEMPLATES", "TASKS", "instruction", "items_from_file", "items_from_run", "make_templates"]
 

@@ -11,7 +11,7 @@ Every line of ``results.jsonl`` carries::
   JSON-able mapping; new settings join the fingerprint by being returned there, the runner does
   not change). Otherwise they are derived: for :class:`mmreact.Agent` its LLM (``llm.eval_settings()``,
   else its name and public settings: temperature, seed, grammar options ...), each tool's name
-  and ``cache_version``, ``max_steps``, ``max_errors``, ``tool_timeout`` and a hash of the
+  and ``cache_version``, ``max_steps``, ``max_errors``, ``tool_timeout``, ``grounding`` and a hash of the
   system prompt; for any other object its class and the attributes of :data:`SYSTEM_SETTINGS`
   it has (an end-to-end model's name, checkpoint, token budget, dtype ...). LLM attributes that
   change speed only (:data:`NOT_SETTINGS`: thread counts, timeouts) are left out; long values
@@ -121,6 +121,7 @@ def system_settings(system: Any) -> dict[str, Any]:
                 "max_errors": system.max_errors,
                 "tool_timeout": system.tool_timeout,
                 "system_prompt": digest(system.system_prompt),
+                "grounding": system.grounding,
             }
         else:
             settings = {"type": f"{type(system).__module__}.{type(system).__qualname__}"}

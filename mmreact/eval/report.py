@@ -12,6 +12,9 @@ Decisions:
   its own column (the newest ``load()`` of each system, from ``loads.jsonl``).
 - LLM calls and tokens per item are means over the items that report them; a system without a
   trace shows "-".
+- Grounded answers: the share of checked answers whose every fact the run's observations support
+  (:mod:`mmreact.grounding`), overall and per capability, next to accuracy. Only answers that were
+  checked count (an end-to-end model, or an agent with ``grounding="off"``, shows "-").
 - The plot is drawn on an Agg canvas of its own (never ``pyplot``), so it neither needs a display
   nor changes the backend of a notebook it runs in. Without matplotlib the PNG is skipped.
 """
@@ -29,6 +32,9 @@ from .dataset import KNOWN_CAPABILITIES
 from .runner import LATENCY_NOTE, ItemResult, LoadRecord
 
 MARKDOWN_FILE, JSON_FILE, PLOT_FILE = "report.md", "report.json", "accuracy_latency.png"
+GROUNDED_TITLE = ("Grounded answers (%): of the answers checked (the agent checks each against its run's "
+                  "observations, see mmreact.grounding), those whose every fact is supported; \"-\": no answer "
+                  "was checked (end-to-end models, grounding off).")
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -64,6 +70,12 @@ class SystemSummary:
     #: Seconds the system's ``load()`` took before its items ran (``None``: no load recorded).
     load_seconds: float | None = None
     load_parts: dict[str, float] | None = None
+    #: Share (%) of checked answers whose facts are all supported by the observations, overall and
+    #: per capability (``None``: the system checks no answers, e.g. an end-to-end model).
+    grounded: float | None = None
+    grounded_by_capability: dict[str, float] = field(default_factory=dict)
+    #: Answers that were checked (the denominator of ``grounded``).
+    checked: int = 0
 
 
 @dataclass(frozen=True)
@@ -93,6 +105,12 @@ class Report:
                 for s in self.systems]
         return header, rows
 
+    def _grounded(self) -> tuple[list[str], list[list[str]]]:
+        header = ["system", "checked", "total", *(f"{c} ({n})" for c, n in self.capabilities.items())]
+        rows = [[s.name, str(s.checked), _num(s.grounded, ".1f"),
+                 *(_num(s.grounded_by_capability.get(c), ".1f") for c in self.capabilities)] for s in self.systems]
+        return header, rows
+
     def _cost(self) -> tuple[list[str], list[list[str]]]:
         header = ["system", "items", "p50 s", "p95 s", "LLM calls", "tokens", "errors", "load s"]
         rows = [[s.name, str(s.items), _num(s.latency_p50, ".3g"), _num(s.latency_p95, ".3g"),
@@ -108,6 +126,7 @@ class Report:
         for title, (header, rows) in (
             ("Accuracy (%); a capability column covers the items tagged with it (their number in brackets).",
              self._accuracy()),
+            (GROUNDED_TITLE, self._grounded()),
             ("Cost per item: latency in seconds, LLM calls (steps the model wrote; a step the grammar "
              "forced is written without one) and tokens; load s: the models' load time, once per run.",
              self._cost()),
@@ -120,12 +139,15 @@ class Report:
         return "\n".join(lines)
 
     def tables(self) -> list[Any]:
-        """Two :class:`rich.table.Table` objects: accuracy, then cost."""
+        """Three :class:`rich.table.Table` objects: accuracy, grounded answers, then cost."""
         from rich.table import Table
         from rich.text import Text
 
         out = []
-        titled = (("Accuracy %", self._accuracy()), ("Cost per item (latency in seconds)", self._cost()))
+        titled = (("Accuracy %", self._accuracy()),
+                  ("Grounded answers % (every fact supported by the observations; of the answers checked)",
+                   self._grounded()),
+                  ("Cost per item (latency in seconds)", self._cost()))
         for title, (header, rows) in titled:
             table = Table(title=title, title_justify="left")
             for i, col in enumerate(header):
@@ -186,6 +208,12 @@ def summarize(results: Sequence[ItemResult], loads: Mapping[str, LoadRecord] | N
             if scores:
                 by_cap[c] = 100 * sum(scores) / len(scores)
         latencies = [r.seconds for r in rs if r.status != "error"]
+        checked = [r for r in rs if r.grounded is not None]
+        grounded_by_cap = {}
+        for c in order:
+            flags = [r.grounded for r in checked if c in r.capabilities]
+            if flags:
+                grounded_by_cap[c] = 100 * sum(bool(f) for f in flags) / len(flags)
         summaries.append(SystemSummary(
             name=name, items=len(rs), answered=sum(r.prediction is not None for r in rs),
             errors=sum(r.status in ("error", "score_error") for r in rs),
@@ -195,6 +223,8 @@ def summarize(results: Sequence[ItemResult], loads: Mapping[str, LoadRecord] | N
             tokens=_mean([r.tokens for r in rs if r.tokens is not None]),
             load_seconds=loads[name].seconds if loads and name in loads else None,
             load_parts=loads[name].parts if loads and name in loads else None,
+            grounded=100 * sum(bool(r.grounded) for r in checked) / len(checked) if checked else None,
+            grounded_by_capability=grounded_by_cap, checked=len(checked),
         ))
     return Report(systems=summaries, capabilities={c: len(cap_items[c]) for c in order})
 

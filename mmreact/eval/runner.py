@@ -91,16 +91,24 @@ class ItemResult:
     wait_seconds: float | None = None
     #: What produced this line (see :mod:`mmreact.eval.fingerprint`); ``None`` on old lines.
     fingerprint: dict[str, Any] | None = None
+    #: Whether every fact of the answer is supported by the run's observations (see
+    #: :mod:`mmreact.grounding`); ``None`` when the system checks none (end-to-end models,
+    #: grounding off) or gave no answer.
+    grounded: bool | None = None
+    #: The answer's unsupported facts, as written.
+    unsupported: tuple[str, ...] = field(default=())
 
     def to_json(self) -> str:
         data = asdict(self)
         data["capabilities"] = list(self.capabilities)
+        data["unsupported"] = list(self.unsupported)
         return json.dumps(data, ensure_ascii=False)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ItemResult:
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         known["capabilities"] = tuple(known.get("capabilities") or ())
+        known["unsupported"] = tuple(known.get("unsupported") or ())
         return cls(**known)
 
 
@@ -169,7 +177,7 @@ class _TraceWriter:
 
 
 # -- systems -----------------------------------------------------------------------------------
-def _is_agent_spec(spec: str) -> bool:
+def is_agent_spec(spec: str) -> bool:
     return spec.strip() == "agent" or spec.strip().startswith("agent:")
 
 
@@ -188,9 +196,9 @@ def load_system(spec: str, **options: Any) -> System:
         try:
             return loader(spec, **options)
         except ConfigError:
-            if not _is_agent_spec(spec):
+            if not is_agent_spec(spec):
                 raise
-    if not _is_agent_spec(spec):
+    if not is_agent_spec(spec):
         raise ConfigError(f"Unknown system spec '{spec}'; use agent or agent:LLMSPEC.")
     from ..agent import Agent
 
@@ -241,9 +249,12 @@ def _trace_stats(trace: Any) -> dict[str, Any]:
     steps = getattr(trace, "steps", None)
     llm = getattr(trace, "llm_seconds", None)
     wait = _wait(trace)
+    check = getattr(trace, "grounding", None)
+    grounded = {} if check is None else {"grounded": check.supported,
+                                         "unsupported": tuple(f.text for f in check.unsupported)}
     return {"llm_seconds": None if llm is None else max(0.0, llm - wait),
             "llm_calls": None if steps is None else sum(getattr(s, "decided", None) != "forced" for s in steps),
-            "tokens": getattr(trace, "tokens", None), "wait_seconds": wait}
+            "tokens": getattr(trace, "tokens", None), "wait_seconds": wait, **grounded}
 
 
 def run_item(name: str, system: System, item: EvalItem, scorer: Scorer,

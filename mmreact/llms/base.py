@@ -61,6 +61,15 @@ class LLMRequest:
     on_text: Callable[[str], None] | None = None
     kind: Kind = "text"
     text_format: TextFormat | None = None
+    #: Grounded answers (see :mod:`mmreact.grounding`): the word sequences a final answer must be
+    #: drawn from (one run of consecutive words of one of them). Backends that constrain decoding
+    #: keep the answer inside them and say so in ``Completion.meta["grounded"]``; the others ignore
+    #: it. ``None``: the answer is free.
+    answer_phrases: tuple[tuple[str, ...], ...] | None = None
+    #: How relevant each of ``answer_phrases`` is to the question (cosine similarity of sentence
+    #: embeddings, :func:`mmreact.grounding.relevance`), for backends that rank whole phrases
+    #: (``LLM.ranks_answers``); ``None``: not computed.
+    answer_relevance: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +100,15 @@ class LLM(abc.ABC):
     #: Whether the first step of a question must call a tool when one is allowed (a grammar rule
     #: of the embedded default), so that a lone tool's call is certain before the model runs.
     first_step_acts: bool = False
+    #: Whether this backend can keep a final answer inside ``LLMRequest.answer_phrases`` (it
+    #: decodes under a grammar), and whether it does so unless told otherwise (``Agent(grounding=
+    #: "auto")``; see :mod:`mmreact.grounding` for the measurements behind each default).
+    grounds_answers: bool = False
+    grounds_by_default: bool = False
+    #: Whether, when a step can only be a grounded answer without a thought, this backend scores
+    #: every whole phrase by the model's likelihood and picks the best (exact search over the
+    #: candidates, instead of greedy decoding; see :func:`mmreact.llms.grammar.run_step`).
+    ranks_answers: bool = False
 
     @abc.abstractmethod
     def complete(self, request: LLMRequest) -> Completion:

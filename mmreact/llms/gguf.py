@@ -41,7 +41,7 @@ from ..errors import ConfigError, LLMError, WeightsMissingError, one_line
 from .base import LLM, Completion, LLMRequest, chat_messages
 from .formats import TextFormat
 from .native import ExtraBufts
-from .grammar import EMBEDDED, FULL, Generated, LocalSteps, StepGrammar, StepOptions, run_step, step_grammar
+from .grammar import EMBEDDED, FINAL, FULL, Generated, LocalSteps, StepGrammar, StepOptions, run_step, step_grammar
 
 DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: The embedded default: a 135M model answers best when it cannot wander (see grammar.py).
@@ -188,6 +188,8 @@ class GGUFLLM(LocalSteps, LLM):
             instead, as a chat-completions server does (``openai:...?grammar=llamacpp``).
     """
 
+    ranks_answers = True
+
     def __init__(self, path: str | os.PathLike[str], *, n_ctx: int = 4096, n_threads: int | None = None,
                  constrained: bool = True, temperature: float = 0.0, seed: int = 0,
                  options: StepOptions | None = None, name: str | None = None, prefill: bool = True) -> None:
@@ -253,8 +255,18 @@ class GGUFLLM(LocalSteps, LLM):
                     out = generate(request.text_format if request.kind == "text" else None, None, True)
                     return Completion(out.text, prompt_tokens=out.prompt_tokens,
                                       completion_tokens=out.completion_tokens, wait_seconds=waited)
+                scored: dict[str, int] = {}
+
+                def rank(candidates: Any) -> list[float]:
+                    assert prompt is not None
+                    return _likelihoods(loaded.llama, prompt + FINAL, candidates, scored)
+
                 out, meta = run_step(step_grammar(request, self.options), generate, on_text=request.on_text,
-                                     prefill=prompt is not None and self.prefill)
+                                     prefill=prompt is not None and self.prefill,
+                                     rank=rank if prompt is not None and self.prefill else None,
+                                     relevance=request.answer_relevance)
+                if "ranked" in meta:
+                    out = Generated(out.text, scored.get("prompt"), scored.get("scored"))
             except ValueError as exc:  # llama-cpp-python reports an overfull context this way
                 if "context window" in str(exc):
                     raise LLMError(f"The conversation no longer fits {self.name}'s {self.n_ctx}-token context "
@@ -302,6 +314,48 @@ class GGUFLLM(LocalSteps, LLM):
         # An end-of-text token ends most replies: it is sampled, but is not part of the completion.
         completion = counter.sampled - (1 if finish == "stop" and counter.sampled else 0)
         return Generated("".join(parts), counter.prompt, completion)
+
+
+def _likelihoods(llama: Any, prompt: str, candidates: Any, counts: dict[str, int]) -> list[float]:
+    """The log-likelihood of each candidate written after ``prompt``: `` candidate`` and then the
+    end of the turn, summed over tokens (see :func:`mmreact.llms.grammar.rank_answers`).
+
+    The prompt is read once (llama.cpp keeps it, as for a reply); each candidate is then one
+    batch of its tokens on top of it, re-reading the prompt's last token so that every row of
+    logits the sum needs comes from one decode call. The context is left holding the prompt.
+    """
+    import numpy as np
+
+    prefix = llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+    keep = 0
+    limit = min(llama.n_tokens, len(prefix) - 1)
+    ids = llama.input_ids
+    while keep < limit and ids[keep] == prefix[keep]:
+        keep += 1
+    llama.n_tokens = keep
+    llama.eval(prefix[keep:])  # the prompt, as create_completion would read it
+    base = len(prefix) - 1
+    end = llama.token_eos()
+    out: list[float] = []
+    scored = 0
+    for text in candidates:
+        tokens = llama.tokenize((" " + text).encode("utf-8"), add_bos=False, special=False)
+        batch = [prefix[-1], *tokens]
+        llama._ctx.kv_cache_seq_rm(-1, base, -1)
+        llama._batch.set_batch(batch=batch, n_past=base, logits_all=True)
+        llama._ctx.decode(llama._batch)
+        rows = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(len(batch), llama.n_vocab())).astype(np.float64)
+        total = 0.0
+        for row, token in zip(rows, [*tokens, end]):
+            top = row.max()
+            total += float(row[token] - top - np.log(np.exp(row - top).sum()))
+        out.append(total)
+        scored += len(tokens)
+    llama._ctx.kv_cache_seq_rm(-1, base, -1)
+    llama.n_tokens = base  # the prompt's last token is read again by the next call
+    counts["prompt"] = len(prefix)
+    counts["scored"] = scored
+    return out
 
 
 # -- the embedded default ----------------------------------------------------------------

@@ -256,6 +256,17 @@ class LocalSteps:
     def first_step_acts(self) -> bool:
         return self.constrained and self.options.force_action
 
+    @property
+    def grounds_answers(self) -> bool:
+        return self.constrained
+
+    @property
+    def grounds_by_default(self) -> bool:
+        """Grounded answers by default for the small-model settings (:data:`EMBEDDED`), where they
+        measured better; a model with the whole protocol (:data:`FULL`) answers freely and is checked
+        (a grounded answer cannot compute, translate or know; see :mod:`mmreact.grounding`)."""
+        return self.constrained and self.options == EMBEDDED
+
     def forced_step(self, request: LLMRequest) -> Completion | None:
         """The step the engine writes when the grammar allows exactly one reply, else None. It
         needs no model, so a backend answers it before loading or locking one: a forced first call
@@ -294,6 +305,8 @@ class StepGrammar:
     options: StepOptions = StepOptions()
     mode: Mode = "step"
     prefill: str = ""
+    #: Grounded answers: the word sequences the answer is a run of (``None``: a free answer).
+    phrases: tuple[tuple[str, ...], ...] | None = None
 
     @property
     def allows_action(self) -> bool:
@@ -320,6 +333,8 @@ class StepGrammar:
     # -- the tree ------------------------------------------------------------------------------
     def _answer(self) -> Node:
         o = self.options
+        if self.phrases:
+            return grounded_answer(self.phrases, o.answer_chars)
         rest = Chars("\r\n", negate=True) if not o.multiline_answer else Chars("\x00", negate=True)
         return Seq((_NONSPACE, Rep(rest, 0, None if o.answer_chars is None else o.answer_chars - 1)))
 
@@ -435,8 +450,10 @@ def step_grammar(request: LLMRequest, options: StepOptions = FULL) -> StepGramma
     cap = options.max_calls_per_image
     only_final = cap is not None and observations >= cap * max(1, len(request.handles))
     force = options.force_action and fresh
-    return _build(tuple(request.tools), tuple(request.handles), frozenset(request.done_calls),
-                  force, only_final, options)
+    grammar = _build(tuple(request.tools), tuple(request.handles), frozenset(request.done_calls),
+                     force, only_final, options)
+    phrases = request.answer_phrases
+    return replace(grammar, phrases=tuple(phrases)) if phrases and grammar.allows_final else grammar
 
 
 @functools.lru_cache(maxsize=512)
@@ -449,6 +466,38 @@ def _build(tools: tuple[Tool, ...], handles: tuple[str, ...], done: frozenset[st
             if node is not None:
                 calls.extend(node.options if isinstance(node, Alt) else (node,))
     return StepGrammar(tuple(calls), allows_final=not (force and calls), options=options)
+
+
+#: The longest run of words a grounded answer takes from one phrase.
+MAX_RUN_WORDS = 12
+
+
+@functools.lru_cache(maxsize=64)
+def grounded_answer(phrases: tuple[tuple[str, ...], ...], max_chars: int | None = None) -> Node:
+    """A grounded answer: one run of consecutive words (at most :data:`MAX_RUN_WORDS`) of one of
+    ``phrases``, words joined by one space, as a word trie (a shared start is written once, so
+    the model's first tokens do not commit it to one phrase). With ``max_chars``, runs longer
+    than that are left out."""
+    trie: dict[str, dict] = {}
+    for words in phrases:
+        for i in range(len(words)):
+            node, length = trie, -1
+            for w in words[i:i + MAX_RUN_WORDS]:
+                length += len(w) + 1
+                if max_chars is not None and length > max_chars:
+                    break
+                node = node.setdefault(w, {})
+
+    def build(node: dict[str, dict], first: bool) -> Node:
+        options: list[Node] = []
+        for word, child in node.items():
+            head = Lit(word if first else " " + word)
+            options.append(Seq((head, Rep(build(child, False), 0, 1))) if child else head)
+        return options[0] if len(options) == 1 else Alt(tuple(options))
+
+    if not trie:
+        raise ValueError("a grounded answer needs at least one phrase")
+    return build(trie, True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,8 +516,34 @@ Generate = Callable[[StepGrammar, Callable[[str], Any] | None, bool], Generated]
 PREFILL = "Thought:"
 
 
+#: ``rank(candidates)``: the model's log-likelihood of writing each candidate answer (after
+#: ``Final Answer:``, its end included), in the same order.
+Rank = Callable[[Sequence[str]], Sequence[float]]
+
+
+#: Nats of the model's log-likelihood that one unit of cosine similarity to the question is worth
+#: when grounded answers are ranked (:func:`rank_answers`). Chosen on the tuning questions of
+#: ``tools/planner_report.py`` (receipts, signs, colour scenes, a page), where every value from
+#: 15 to 30 gave the same answers (5: fewer right, 1000, relevance alone: fewer right); never
+#: tuned on the held-out set (``tools/heldout_report.py``).
+RELEVANCE_WEIGHT = 20.0
+
+
+def rank_answers(candidates: Sequence[str], likelihood: Sequence[float],
+                 relevance: Sequence[float] | None) -> int:
+    """The index of the best candidate answer: the model's log-likelihood of writing it (nats)
+    plus :data:`RELEVANCE_WEIGHT` times its cosine similarity to the question (when known). A
+    candidate only the model likes, or only the embedder likes, loses to one both like; when
+    every candidate is about as relevant (the colours of one list), the model decides."""
+    score = list(likelihood)
+    if relevance is not None and len(relevance) == len(candidates):
+        score = [a + RELEVANCE_WEIGHT * b for a, b in zip(score, relevance, strict=True)]
+    return max(range(len(candidates)), key=lambda i: (score[i], -i))
+
+
 def run_step(grammar: StepGrammar, generate: Generate, *, on_text: Callable[[str], None] | None = None,
-             prefill: bool = True) -> tuple[Generated, dict[str, Any]]:
+             prefill: bool = True, rank: Rank | None = None,
+             relevance: Sequence[float] | None = None) -> tuple[Generated, dict[str, Any]]:
     """Drive one constrained step; returns the whole reply text, token counts and how it was decided.
 
     ``meta["decided"]`` says what happened (it becomes :attr:`StepRecord.decided`):
@@ -477,7 +552,10 @@ def run_step(grammar: StepGrammar, generate: Generate, *, on_text: Callable[[str
       wrote it and the model was not called.
     * ``"without_thought"``: the model wrote only its decision (and, for an answer, the answer).
       When the only allowed ending is an answer, ``Final Answer:`` is prefilled (written by the
-      engine) and the model writes the answer after it. When the model's first tokens already
+      engine) and the model writes the answer after it. A grounded answer with ``rank`` is not
+      decoded greedily: every whole phrase is scored (:func:`rank_answers`, with ``relevance``)
+      and the best is written: ``meta["decided"]`` is then ``"ranked"`` and ``meta["ranked"]``
+      the number of candidates (a single candidate is ``"forced"``: no model runs). When the model's first tokens already
       settle which call it makes, decoding stops and the rest of that call is appended as text
       (forced tokens cost a forward pass each and carry no choice).
     * ``"after_thought"``: classic ReAct in one pass: the model's thought, then its decision with
@@ -488,6 +566,8 @@ def run_step(grammar: StepGrammar, generate: Generate, *, on_text: Callable[[str
     ``on_text`` receives the reply as it is written (prefills and appended text included).
     """
     meta: dict[str, Any] = {"choices": grammar.choices}
+    if grammar.phrases:
+        meta["grounded"] = True
     forced = grammar.forced_reply
     if forced is not None:
         meta["decided"] = "forced"
@@ -496,6 +576,20 @@ def run_step(grammar: StepGrammar, generate: Generate, *, on_text: Callable[[str
         return Generated(forced, None, 0), meta
     if not grammar.options.thought:
         meta["decided"] = "without_thought"
+        if not grammar.calls and grammar.allows_final and grammar.phrases and (
+                len(grammar.phrases) == 1 or (prefill and rank is not None)):
+            candidates = [" ".join(p) for p in grammar.phrases]
+            if len(candidates) == 1:  # one possible answer: written without the model
+                best = candidates[0]
+                meta["decided"] = "forced"
+            else:
+                best = candidates[rank_answers(candidates, rank(candidates), relevance)]  # type: ignore[misc]
+                meta["decided"] = "ranked"
+                meta["ranked"] = len(candidates)
+            text = f"{FINAL} {best}"
+            if on_text is not None:
+                on_text(text)
+            return Generated(text, None, 0), meta
         if prefill and not grammar.calls and grammar.allows_final:
             reply = replace(grammar, mode="answer", prefill=FINAL)
             if on_text is not None:

@@ -67,7 +67,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..errors import ConfigError, LLMError, one_line
 from ..protocol import Call, ParseError, new_call_id, parse
 from .base import LLM, Completion, LLMRequest, Message, chat_messages
-from .grammar import FULL, Generated, StepGrammar, StepOptions, run_step, step_grammar
+from .grammar import EMBEDDED, FULL, Generated, StepGrammar, StepOptions, run_step, step_grammar
 from .server_grammar import (
     CONSTRAINED,
     OLLAMA_NOTE,
@@ -217,6 +217,18 @@ class OpenAILLM(LLM):
     def writes_thoughts(self) -> bool:
         return self.options.thought
 
+    @property
+    def grounds_answers(self) -> bool:
+        """Whether grounded answers can be sent: a server that may take a grammar (``grammar=auto``
+        on a server that is not OpenAI's, or a constrained kind), text mode, not rejected yet. Each
+        reply says in ``meta["grounded"]`` whether the server really decoded under it."""
+        return self.mode == "text" and self._rejected is None and (
+            self.grammar in CONSTRAINED or (self.grammar == "auto" and self._kind != "none"))
+
+    @property
+    def grounds_by_default(self) -> bool:
+        return self.grounds_answers and self.options == EMBEDDED
+
     # -- client ---------------------------------------------------------------------------
     def client(self) -> Any:
         """The SDK client, created on first use (importing ``openai`` takes ~0.5 s)."""
@@ -356,6 +368,7 @@ class OpenAILLM(LLM):
         done = Completion(out.text, prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens,
                           meta=meta)
         if seen.get("outside"):
+            meta.pop("grounded", None)
             return self._warn(done, f"The server at {self.base_url} returned a reply outside the step language, "
                                     f"so it did not apply grammar={kind}; check the server kind "
                                     "(openai:MODEL@URL?grammar=...).")

@@ -4,6 +4,8 @@
 - ``reasoning_content`` is the readable trace: each step's model text (``Thought: ...``,
   ``Action: ocr(image_1)``), then each observation. Streaming sends the model text as it is
   written and the observations in one chunk per finished step; their concatenation is the same text.
+  An answer step ends with its grounding check (``Grounding (...): ...``, one line per fact, an
+  unsupported one marked ``UNSUPPORTED``; see :mod:`mmreact.grounding`).
 - ``mmreact`` (a namespaced extra field) holds the JSON trace: the whole trace on the completion
   (and on the stream's last choice chunk), each finished step on its step chunk.
 - ``usage`` sums the tokens every step reports.
@@ -17,6 +19,7 @@ import uuid
 from typing import Any
 
 from ..agent import Result
+from ..display import grounding_lines
 from ..trace import StepRecord, Trace
 
 #: trace status -> OpenAI finish_reason
@@ -40,6 +43,10 @@ def step_reasoning(step: StepRecord, *, include_text: bool = True) -> str:
         parts.append(f"\n\nObservation from {call.call}{reused}:\n{text}")
     if step.error:
         parts.append(f"\n\n(The reply could not be used: {step.error})")
+    if step.grounding is not None:
+        parts.append("\n\n" + "\n".join(grounding_lines(step.grounding)))
+    if step.reask:
+        parts.append(f"\n\n(Answer not taken; asked again: {step.reask})")
     return "".join(parts) + "\n\n"
 
 
