@@ -304,3 +304,42 @@ def test_threads_asking_for_the_same_result_at_once_run_the_tool_once():
         assert {obs.text for obs, _ in answers} == {f"mean {img.to_numpy().mean():.2f}"}
         assert [source for _, source in answers].count("computed") == 1
     assert runs == Counter({img.sha256: 1 for img in images})
+
+
+class SlowToStore(ResultCache):
+    """A result cache whose computing thread is held up right before it stores a result (the moment a
+    busy machine may deschedule it), until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.storing = threading.Event()
+        self.release = threading.Event()
+
+    def put(self, key: str, obs: Observation) -> None:
+        self.storing.set()
+        assert self.release.wait(10)
+        super().put(key, obs)
+
+
+def test_a_caller_arriving_while_the_result_is_being_stored_does_not_run_the_tool_again():
+    cache = SlowToStore()
+    runs: list[str] = []
+
+    def produce(who: str) -> Observation:
+        runs.append(who)
+        return Observation(text="a red square")
+
+    first = threading.Thread(target=lambda: cache.compute("k", lambda: produce("first")))
+    first.start()
+    assert cache.storing.wait(10)  # computed; not stored yet
+    answers: list[tuple[Observation, str]] = []
+    second = threading.Thread(target=lambda: answers.append(cache.compute("k", lambda: produce("second"))))
+    second.start()
+    # it waits for the first computation, or (the bug) has run the tool itself
+    assert wait_until(lambda: blocked_on_a_future(second) or len(runs) == 2)
+    cache.release.set()
+    first.join(10)
+    second.join(10)
+    assert runs == ["first"]
+    assert answers == [(Observation(text="a red square"), "waited")]
+
