@@ -92,6 +92,9 @@ class ResultCache:
                     del self._running[key]
         try:
             obs = produce()
+            # Stored before it stops counting as running: a caller arriving in between would find
+            # neither, and run the tool a second time.
+            self.put(key, obs)
         except BaseException as exc:
             mine.set_exception(exc)
             raise
@@ -99,7 +102,6 @@ class ResultCache:
             with self._lock:
                 if self._running.get(key) is mine:
                     del self._running[key]
-        self.put(key, obs)
         mine.set_result(obs)
         return obs, "computed"
 

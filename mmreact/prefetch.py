@@ -27,6 +27,7 @@ Which experts (``Agent(prefetch=...)``, ``mmreact ask --prefetch``):
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -44,6 +45,9 @@ if TYPE_CHECKING:
     from .tools import Tool
 
 Policy = Literal["auto", "none", "all"] | Sequence[str] | None
+#: How long a label waits for a finishing job to say where its result came from (it has the result
+#: in hand, so this is a bound for a descheduled thread, not a wait for work).
+SETTLE_SECONDS = 2.0
 
 
 def prefetchable(tool: Tool) -> bool:
@@ -155,12 +159,20 @@ class Prefetch:
 
     def answered(self, call: str, source: str) -> bool:
         """Whether the model's ``call``, which got its result from ``source`` (``"cache"`` or
-        ``"waited"``), was answered by this turn's job: the job computed the result, or is
-        computing it and the call waited for it."""
+        ``"waited"``), was answered by this turn's job: the job computed the result.
+
+        A job still running when the call has its result is finishing: it computed that result and
+        has not returned yet, or it waited for the same computation as the call (another chat's)
+        and woke with it. Which one is read from the job once it ends (a brief wait), not guessed
+        from ``source``: both cases give the call ``"waited"`` or ``"cache"``. A job not started
+        yet computed nothing."""
         job = self.jobs.get(call)
         if job is None:
             return False
-        return job.source == "computed" or (job.source is None and source == "waited")
+        if job.source is None and job.future is not None and job.future.running():
+            with contextlib.suppress(Exception):
+                job.future.result(timeout=SETTLE_SECONDS)
+        return job.source == "computed"
 
     def records(self, used: set[str]) -> tuple[PrefetchRecord, ...]:
         return tuple(PrefetchRecord(tool=j.tool, call=j.call, used=j.call in used,
