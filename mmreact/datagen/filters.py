@@ -46,8 +46,9 @@ from .context import Context
 from .records import Reason, Record
 from ..grounding.vocab import NUMBER_WORDS, Vocabulary, default_vocabulary
 
-__all__ = ["apply_filters", "check_pair", "mark_generic", "sees_objects", "unsupported_facts", "context_facts", "duplicates", "mark_duplicates", "hallucination",
-           "count_mismatch", "leakage", "refusal", "repetition", "structure", "FILTERS"]
+__all__ = ["apply_filters", "check_pair", "mark_generic", "sees_objects", "unseen_presence", "unsupported_facts",
+           "context_facts", "duplicates", "mark_duplicates", "hallucination", "count_mismatch", "leakage", "refusal",
+           "repetition", "structure", "FILTERS"]
 
 FILTERS = ("structure", "placeholder", "echo", "refusal", "language", "length", "leakage", "copy", "unrelated",
            "facts", "hallucination", "count", "repetition", "generic", "duplicate", "context")
