@@ -417,6 +417,8 @@ DUMP = "JAZZ NIGHT The Blue Note Quartet Friday March 8 Doors open 7:30 PM Ticke
 BAD = [
     (POSTER, "conversation", "What is the event?", "What is the event?", "echo"),
     (POSTER, "conversation", "", "Jazz night.", "structure"),
+    (POSTER, "conversation", "Who plays?", "The band is the band that is not the band of the night.", "repetition"),
+    (POSTER, "conversation", "What is it?", "The night is the jazz that is not the jazz of the night.", "repetition"),
     (POSTER, "conversation", "What is the event?", "An <image> of a jazz poster.", "structure"),
     (POSTER, "conversation", "What is the event?", "[ANSWER]", "placeholder"),
     (POSTER, "conversation", "[QUESTION]", "Jazz night.", "placeholder"),

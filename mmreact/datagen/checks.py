@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-__all__ = ["placeholder", "echo", "language_of", "wrong_language", "too_long", "copies_context", "unrelated",
+__all__ = ["placeholder", "echo", "circular", "language_of", "wrong_language", "too_long", "copies_context", "unrelated",
            "MAX_CHARS", "MAX_QUESTION_CHARS"]
 
 #: The longest answer of each kind that is kept (characters).
@@ -175,6 +175,17 @@ def copies_context(answer: str, context_text: str, *, run: int = 5, share: float
     if sum(covered) >= share * len(words):
         return [f"{sum(covered)} of its {len(words)} words are the context's, copied"]
     return []
+
+
+def circular(answer: str, *, min_words: int = 4, min_share: float = 0.6) -> list[str]:
+    """An answer that goes round in its own words ("The coin of the object is the coin that is not
+    the coin of the object"): fewer than ``min_share`` of its content words are distinct. Real
+    answers name new things; a looping small model says the same few again."""
+    words = [_stem(w) for w in _words(answer) if (w.isdigit() or len(w) > 2) and w not in _CONTENT_STOP]
+    if len(words) < min_words or len(set(words)) >= min_share * len(words):
+        return []
+    top, n = Counter(words).most_common(1)[0]
+    return [f"goes round in its own words ('{top}' {n} times in {len(words)} content words)"]
 
 
 def _stem(word: str) -> str:

@@ -237,6 +237,7 @@ def check_pair(question: str, answer: str, present: set[str] | None, detected: C
     reasons += [Reason("placeholder", d) for d in checks.placeholder(question, answer)]
     reasons += [Reason("echo", d) for d in checks.echo(question, answer)]
     reasons += [Reason("refusal", d) for d in refusal(answer)]
+    reasons += [Reason("repetition", d) for d in checks.circular(answer)]
     known = frozenset(checks.content_words(context_text) | {w.casefold() for w in _ANY_WORD.findall(context_text)}) \
         if context_text else frozenset()
     reasons += [Reason("language", d) for d in checks.wrong_language(question, answer, language, known)]
