@@ -286,6 +286,10 @@ def test_repetition():
              {"question": "More?", "answer": "the cup the cup the cup the cup the cup"}]
     found = repetition(pairs)
     assert set(found) == {1, 2, 3}
+    # a run of six words said again, in the same answer or a later one (the 135M default's habit)
+    said = repetition([{"question": "Total?", "answer": "It is 17.43, and the item is 12 Elm Street 14 Mar."},
+                       {"question": "Spent?", "answer": "17.43 was spent, and the item is 12 Elm Street 14 Mar."}])
+    assert said == {1: ["says 'and the item is 12 elm' again"]}
     assert "repeats the sentence" in found[1][0] and "asked before" in found[2][0] and "over and over" in found[3][0]
 
 
@@ -419,6 +423,8 @@ BAD = [
     (POSTER, "conversation", "", "Jazz night.", "structure"),
     (POSTER, "conversation", "Who plays?", "The band is the band that is not the band of the night.", "repetition"),
     (POSTER, "conversation", "What is it?", "The night is the jazz that is not the jazz of the night.", "repetition"),
+    (SIGN, "conversation", "Who parked here?", "The person is the person who is parked on the floor.", "repetition"),
+    (POSTER, "conversation", "What is the night for the night of jazz?", "It is a jazz night.", "repetition"),
     (POSTER, "conversation", "What is the event?", "An <image> of a jazz poster.", "structure"),
     (POSTER, "conversation", "What is the event?", "[ANSWER]", "placeholder"),
     (POSTER, "conversation", "[QUESTION]", "Jazz night.", "placeholder"),

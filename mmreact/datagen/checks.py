@@ -10,17 +10,20 @@ Decisions:
 
 - ``language`` knows scripts (CJK, Cyrillic, Arabic, ...) and, in Latin script, the function
   words of English, Spanish, French, German, Italian, Portuguese and Dutch. A text is judged
-  only when it gives enough evidence (two function words of one language, more than of the
-  expected one; or a third of its letters in another script); words the context holds (a
+  only when it gives enough evidence (a third of its letters in another script, or at least two
+  function words, more of another language's than of the expected one's); words the context holds (a
   Spanish sign quoted in an English answer) are not counted. The expected language is that of
   the prompt's system message (English for mmreact's own prompts).
-- ``length`` caps are far above what a good answer needs (LLaVA's longest answers are about
-  1,500 characters) and are independent of the local grammars' limits: remote backends are
+- ``length`` caps are far above what a good answer needs, and independent of the local
+  grammars' limits: remote backends are
   asked for the format, not held to it, so ``format_ok=false`` alone rejects nothing; what is
   wrong in such a reply is judged here and by the parser.
 - ``unrelated``: a pair must share at least one content word (or one object class, "puppy" for
   "dog") with the context. Text printed on a thing, a caption, a label: the context is all
   the writer knew; a pair that touches none of it was made up.
+- ``circular`` (reported as ``repetition``): a thing defined by itself, or an answer whose
+  content words are mostly the same few: the loops of a small model that the sentence-level
+  repetition check does not see.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-__all__ = ["placeholder", "echo", "circular", "language_of", "wrong_language", "too_long", "copies_context", "unrelated",
-           "MAX_CHARS", "MAX_QUESTION_CHARS"]
+__all__ = ["placeholder", "echo", "circular", "language_of", "wrong_language", "too_long", "copies_context",
+           "content_words", "unrelated", "MAX_CHARS", "MAX_QUESTION_CHARS"]
 
 #: The longest answer of each kind that is kept (characters).
 MAX_CHARS = {"conversation": 1000, "reasoning": 1500, "detail": 2500}
@@ -177,10 +180,17 @@ def copies_context(answer: str, context_text: str, *, run: int = 5, share: float
     return []
 
 
+_SELF_DEFINED = re.compile(r"\b(?:the|a|an) (\w+) (?:is|are|was|were|for|of) (?:the|a|an) \1\b", re.IGNORECASE)
+
+
 def circular(answer: str, *, min_words: int = 4, min_share: float = 0.6) -> list[str]:
-    """An answer that goes round in its own words ("The coin of the object is the coin that is not
-    the coin of the object"): fewer than ``min_share`` of its content words are distinct. Real
-    answers name new things; a looping small model says the same few again."""
+    """An answer (or question) that goes round in its own words: a thing defined by itself ("The
+    person is the person who is parked", "the menu for the menu"), or fewer than ``min_share`` of
+    its content words distinct ("The coin of the object is the coin that is not the coin of the
+    object"). Real answers name new things; a looping small model says the same few again."""
+    m = _SELF_DEFINED.search(answer)
+    if m:
+        return [f"defines a thing by itself ('{m.group(0)}')"]
     words = [_stem(w) for w in _words(answer) if (w.isdigit() or len(w) > 2) and w not in _CONTENT_STOP]
     if len(words) < min_words or len(set(words)) >= min_share * len(words):
         return []

@@ -152,11 +152,18 @@ def _norm(text: str) -> str:
     return " ".join(_WORD.findall(text.lower()))
 
 
+#: A run of this many words said twice in a record's answers is a repeat (an OCR line quoted in
+#: two answers is shorter than that).
+REPEAT_WORDS = 6
+
+
 def repetition(pairs: Sequence[dict[str, str]]) -> dict[int, list[str]]:
-    """Per pair index: a question asked before, a sentence said before, or a looping phrase."""
+    """Per pair index: a question asked before, a sentence said before, a run of
+    :data:`REPEAT_WORDS` words said before (in this answer or an earlier one), or a looping phrase."""
     out: dict[int, list[str]] = {}
     questions: set[str] = set()
     sentences: set[str] = set()
+    runs: set[tuple[str, ...]] = set()
     for i, p in enumerate(pairs):
         found: list[str] = []
         q = _norm(p["question"])
@@ -170,11 +177,20 @@ def repetition(pairs: Sequence[dict[str, str]]) -> dict[int, list[str]]:
             if n in sentences:
                 found.append(f"repeats the sentence '{s.strip()[:80]}'")
             sentences.add(n)
+        said = _norm(p["answer"]).split()
+        again = None
+        for j in range(len(said) - REPEAT_WORDS + 1):
+            run = tuple(said[j:j + REPEAT_WORDS])
+            if run in runs and again is None:
+                again = f"says '{' '.join(run)}' again"
+            runs.add(run)
         words = _norm(p["answer"]).split()
         grams = Counter(tuple(words[j:j + 3]) for j in range(len(words) - 2))
         loop = [" ".join(g) for g, n in grams.items() if n >= 4]
         if loop:
             found.append(f"says '{loop[0]}' over and over")
+        if again and not found:  # a repeated sentence or a loop already says it
+            found.append(again)
         if found:
             out[i] = list(dict.fromkeys(found))
     return out
@@ -238,6 +254,7 @@ def check_pair(question: str, answer: str, present: set[str] | None, detected: C
     reasons += [Reason("echo", d) for d in checks.echo(question, answer)]
     reasons += [Reason("refusal", d) for d in refusal(answer)]
     reasons += [Reason("repetition", d) for d in checks.circular(answer)]
+    reasons += [Reason("repetition", f"the question {d}") for d in checks.circular(question, min_words=99)]
     known = frozenset(checks.content_words(context_text) | {w.casefold() for w in _ANY_WORD.findall(context_text)}) \
         if context_text else frozenset()
     reasons += [Reason("language", d) for d in checks.wrong_language(question, answer, language, known)]
