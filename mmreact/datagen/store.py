@@ -3,8 +3,8 @@
 ::
 
     OUT/run.json        the run's fingerprint (kinds, tools, prompts, LLM, ...)
-    OUT/records.jsonl   records from the local engine, one JSON line each
-    OUT/shards/*.jsonl  records from the Ray engine, one file per write task
+    OUT/records.jsonl   records from either engine, one JSON line each, appended as they are made
+    OUT/shards/*.jsonl  records the Ray engine of older versions wrote at the end of a run (read)
     OUT/.lock           held by the run writing to the folder
 
 Decisions:
@@ -15,8 +15,13 @@ Decisions:
   one-sentence error naming the file and line.
 - Exactly once: records have fixed ids (image hash + kind). Reading keeps the first record of
   each (id, image) pair and drops repeats (a Ray task that ran twice); an ``error`` record is
-  replaced by a later success for the same id. A record of the same id from another path holds
-  the same pixels: :func:`~mmreact.datagen.filters.mark_duplicates` rejects it.
+  replaced by a later try for the same id, and nothing ever replaces an ``accepted`` or
+  ``rejected`` one (a retried task's error comes too late). A record of the same id from another
+  path holds the same pixels: :func:`~mmreact.datagen.filters.mark_duplicates` rejects it; a
+  pair said on many images is marked by :func:`~mmreact.datagen.filters.mark_generic`.
+- Records key on what the image is: each keeps its pixel hash and the file's size and mtime, so
+  a rerun finds images that changed since (:mod:`mmreact.datagen.identity`); their lines are
+  dropped (:meth:`Store.drop_images`) and the run makes them again.
 - A folder made by one configuration is never resumed with another: :meth:`Store.open` compares
   the fingerprints and names the first difference.
 """
