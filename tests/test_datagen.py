@@ -469,3 +469,29 @@ def test_ray_engine_refuses_what_it_cannot_send_to_workers(tmp_path):
         generate(tmp_path / "imgs", tmp_path / "a", llm=ScriptedLLM(["x"]), annotations=[ann], engine="ray")
     with pytest.raises(ConfigError, match="finds experts by name"):  # a tool no worker can look up
         generate(tmp_path / "imgs", tmp_path / "b", llm=planted_llm, tools=[brightness], engine="ray")
+
+
+def test_template_errors_name_the_file_the_line_and_what_is_wrong(tmp_path):
+    names = tiny_images(tmp_path / "imgs", 1)  # 40 x 30
+    good = {"image": names[0], "task": "caption", "caption": "A blue square."}
+    cases = [({"image": names[0], "task": "count", "label": "cup", "count": "3"},
+              'line 2: "count" of a count item must be a whole number, got "3".'),
+             ({"image": names[0], "task": "count", "label": "cup", "count": True},
+              'line 2: "count" of a count item must be a whole number, got true.'),
+             ({"image": names[0], "task": "grounding", "label": "cup", "box": [10, 5, 60, 20]},
+              "line 2: The box [10, 5, 60, 20] of a grounding item is not inside the 40x30 image"),
+             ({"image": names[0], "task": "region", "box": [30, 5, 10, 20], "caption": "x"},
+              "line 2: The box [30, 5, 10, 20] of a region item is not inside the 40x30 image"),
+             ({"image": names[0], "task": "region", "box": [1, 2, 3], "caption": "x"},
+              'line 2: "box" of a region item must be 4 numbers [x1, y1, x2, y2] in pixels, got [1, 2, 3].')]
+    for n, (bad, message) in enumerate(cases):
+        labels = tmp_path / f"labels{n}.jsonl"
+        labels.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+        proc = mmreact("datagen", "template", str(labels), "--images", str(tmp_path / "imgs"), "--out",
+                       str(tmp_path / f"tpl{n}"))
+        assert_one_line_error(proc, f"{labels}, {message}")
+
+
+def test_run_help_shows_the_ray_extra():
+    proc = mmreact("datagen", "run", "--help")
+    assert proc.returncode == 0 and "mmreact[ray]" in " ".join(proc.stdout.split()), proc.stdout

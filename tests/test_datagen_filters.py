@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from mmreact.datagen.context import Context, ContextObject, ContextOptions, from_artifacts, normalise_box
 from mmreact.datagen.filters import (
+    FILTERS,
     apply_filters,
     check_pair,
     context_facts,
@@ -20,6 +21,7 @@ from mmreact.datagen.filters import (
     hallucination,
     leakage,
     mark_duplicates,
+    mark_generic,
     refusal,
     repetition,
     structure,
@@ -284,6 +286,10 @@ def test_repetition():
              {"question": "More?", "answer": "the cup the cup the cup the cup the cup"}]
     found = repetition(pairs)
     assert set(found) == {1, 2, 3}
+    # a run of six words said again, in the same answer or a later one (the 135M default's habit)
+    said = repetition([{"question": "Total?", "answer": "It is 17.43, and the item is 12 Elm Street 14 Mar."},
+                       {"question": "Spent?", "answer": "17.43 was spent, and the item is 12 Elm Street 14 Mar."}])
+    assert said == {1: ["says 'and the item is 12 elm' again"]}
     assert "repeats the sentence" in found[1][0] and "asked before" in found[2][0] and "over and over" in found[3][0]
 
 
@@ -395,3 +401,174 @@ def test_the_facts_filter_is_the_grounding_check():
     good = check_pair("When do the doors open?", "The doors open at 7:30 PM; tickets are $12.", present, detected,
                       VOCAB, evidence)
     assert good == []
+
+
+# -- the adversarial table (issue 22): a wrong pair cannot pass, a right one is kept -------------
+# Contexts as the experts leave them: OCR alone (a poster, a book cover, signs), or a caption and a
+# detector (a room). Every wrong pair names the rule that must reject it.
+POSTER = Context(800, 1200, ocr=("JAZZ NIGHT", "The Blue Note Quartet", "Friday March 8", "Doors open 7:30 PM",
+                                 "Tickets $12", "Riverside Hall"), sources=("ocr",))
+BOOK = Context(600, 900, ocr=("THE QUIET RIVER", "a novel", "ANNA BERG"), sources=("ocr",))
+SIGN = Context(400, 600, ocr=("CAUTION", "WET FLOOR"), sources=("ocr",))
+EXIT = Context(400, 200, ocr=("SALIDA DE EMERGENCIA",), sources=("ocr",))
+ROOM = Context(640, 480, captions=("A dog lying on a red couch next to a lamp.",),
+               objects=(ContextObject("dog", (0.1, 0.2, 0.5, 0.9), "detect", 0.9),
+                        ContextObject("couch", (0.0, 0.3, 1.0, 1.0), "detect", 0.8)),
+               detected=True, sources=("caption", "detect"))
+# A description that is the OCR lines pasted in (a context dump):
+DUMP = "JAZZ NIGHT The Blue Note Quartet Friday March 8 Doors open 7:30 PM Tickets $12 Riverside Hall"
+#: (context, kind, question, answer, the rule that must reject it)
+BAD = [
+    (POSTER, "conversation", "What is the event?", "What is the event?", "echo"),
+    (POSTER, "conversation", "", "Jazz night.", "structure"),
+    (POSTER, "conversation", "Who plays?", "The band is the band that is not the band of the night.", "repetition"),
+    (POSTER, "conversation", "What is it?", "The night is the jazz that is not the jazz of the night.", "repetition"),
+    (SIGN, "conversation", "Who parked here?", "The person is the person who is parked on the floor.", "repetition"),
+    (POSTER, "conversation", "What is the night for the night of jazz?", "It is a jazz night.", "repetition"),
+    (POSTER, "conversation", "What is the event?", "An <image> of a jazz poster.", "structure"),
+    (POSTER, "conversation", "What is the event?", "[ANSWER]", "placeholder"),
+    (POSTER, "conversation", "[QUESTION]", "Jazz night.", "placeholder"),
+    (POSTER, "conversation", "What is the event?", "Lorem ipsum dolor sit amet.", "placeholder"),
+    (POSTER, "conversation", "Who is playing?", "N/A", "placeholder"),
+    (POSTER, "conversation", "Who is playing?", ".", "placeholder"),
+    (POSTER, "conversation", "Who is playing?", "I don't know.", "refusal"),
+    (POSTER, "conversation", "When do the doors open?", "The doors open at 9:00 PM.", "facts"),
+    (POSTER, "conversation", "How much is a ticket?", "Tickets cost $25.", "facts"),
+    (POSTER, "conversation", "What is the event?", "El concierto de jazz es el viernes por la noche.", "language"),
+    (POSTER, "conversation", "What is the event?", "这是一场爵士音乐会。", "language"),
+    (POSTER, "conversation", "When do the doors open?",
+     "According to the extracted text, the doors open at 7:30 PM.", "leakage"),
+    (POSTER, "conversation", "What is the event?", "Jazz night is a night of jazz music and more. " * 230, "length"),
+    (POSTER, "detail", "Describe the image in detail.", DUMP, "copy"),
+    (POSTER, "conversation", "Which band plays?", "The Beatles play their song Yesterday.", "facts"),
+    (SIGN, "conversation", "Where is this sign?", "It is in New York City Hospital.", "facts"),
+    (SIGN, "conversation", "What is this place?", "It is a hospital.", "unrelated"),
+    (POSTER, "conversation", "Is there a dog?", "Yes, a dog sits by the door.", "hallucination"),
+    (ROOM, "conversation", "What is on the couch?", "A cat is sleeping on the couch.", "hallucination"),
+    (ROOM, "conversation", "How many dogs are there?", "There are three dogs.", "count"),
+    (ROOM, "conversation", "Where is the dog?", "The dog is at [0.1, 0.2, 0.5, 0.9].", "leakage"),
+    (ROOM, "conversation", "What is it?", "The caption says a dog lies on a couch.", "leakage"),
+    (POSTER, "conversation", "Who is playing?", "I'm sorry, I cannot see the image.", "refusal"),
+    (POSTER, "conversation", "¿Qué día es el concierto?", "Friday, March 8.", "language"),
+    (POSTER, "conversation", "Who is playing?", "Unknown.", "refusal"),
+    (POSTER, "conversation", "What day is it?", "The event is on March 12.", "facts"),
+    (POSTER, "conversation", "Who is playing?", "The answer is {answer}.", "placeholder"),
+    (POSTER, "conversation", "When is it?", "Is it on Friday?", "echo"),
+    (POSTER, "conversation", "How much is a ticket?",
+     "Based on the provided information, tickets cost $12.", "leakage"),
+    (POSTER, "conversation", "What is the event?", "Le concert a lieu vendredi soir avec le quartet.", "language"),
+    (POSTER, "conversation", "What is the event?",
+     "Das Konzert ist am Freitag und die Karten kosten zwölf Dollar.", "language"),
+    (ROOM, "detail", "Describe the image.",
+     "A man rides a bicycle down a busy city street full of cars.", "hallucination"),
+    (BOOK, "conversation", "Who wrote the book?", "It was written by Ernest Hemingway.", "facts"),
+    (SIGN, "conversation", "What color is the sign?", "The sign is bright yellow.", "unrelated"),
+    (POSTER, "reasoning", "Why would someone go?", "Text in the image: JAZZ NIGHT, so they like jazz.", "leakage"),
+]
+#: (context, kind, question, answer): correct pairs, each of which must be kept
+GOOD = [
+    (POSTER, "conversation", "What is the event?", "It is a jazz night with The Blue Note Quartet."),
+    (POSTER, "conversation", "When do the doors open?", "The doors open at 7:30 PM."),
+    (POSTER, "conversation", "How much is a ticket?", "A ticket costs $12."),
+    (POSTER, "conversation", "Where is the concert?", "At Riverside Hall."),
+    (POSTER, "conversation", "What day is the concert?", "It is on Friday, March 8."),
+    (BOOK, "conversation", "What is the title of the book?", "The book is called The Quiet River."),
+    (BOOK, "conversation", "Who wrote it?", "It was written by Anna Berg."),
+    (BOOK, "conversation", "Is it a novel?", "Yes, the cover says it is a novel."),
+    (BOOK, "detail", "Describe the image in detail.",
+     "The cover of the novel The Quiet River by Anna Berg shows its title in large letters."),
+    (BOOK, "conversation", "What kind of book is this?", "It is a novel, The Quiet River by Anna Berg."),
+    (ROOM, "conversation", "What is on the couch?", "A dog is lying on the red couch."),
+    (ROOM, "conversation", "Is there a cat?", "No, there is no cat, only a dog."),
+    (ROOM, "conversation", "How many dogs are there?", "There is one dog."),
+    (ROOM, "detail", "Describe the image in detail.", "A dog rests on a red couch, and a lamp stands beside it."),
+    (SIGN, "conversation", "What does the sign warn about?", "It warns that the floor is wet."),
+    (SIGN, "reasoning", "Why is the sign there?",
+     "The floor is wet, so people should walk carefully to avoid slipping."),
+    (POSTER, "conversation", "Who is playing?", "The Blue Note Quartet is playing."),
+    (EXIT, "conversation", "What does the sign say?",
+     "The sign says SALIDA DE EMERGENCIA, which means emergency exit."),
+    (POSTER, "conversation", "Is the concert on Friday?", "Yes."),
+    (POSTER, "conversation", "When can people go in?", "They can go in from 7:30 PM, when the doors open."),
+    (POSTER, "reasoning", "What could someone do at this event?",
+     "They could listen to live jazz played by The Blue Note Quartet at Riverside Hall on Friday, March 8, after "
+     "the doors open at 7:30 PM; a ticket costs $12, so it is an affordable night out for anyone who enjoys music."),
+    (POSTER, "conversation", "How much would two tickets cost together?", "Two tickets would cost $24."),
+]
+
+
+def verdict(ctx: Context, kind: str, question: str, answer: str) -> list[Reason]:
+    from mmreact.grounding import evidence_from_context
+
+    present, detected = context_facts(ctx, VOCAB)
+    return check_pair(question, answer, present, detected, VOCAB, evidence_from_context(ctx), kind=kind,
+                      language="en", context_text=ctx.vocabulary_text())
+
+
+@pytest.mark.parametrize("ctx, kind, question, answer, rule", BAD, ids=[f"{b[4]}-{i}" for i, b in enumerate(BAD)])
+def test_a_wrong_pair_is_rejected_by_its_rule(ctx, kind, question, answer, rule):
+    found = verdict(ctx, kind, question, answer)
+    assert rule in {r.filter for r in found}, [(r.filter, r.detail) for r in found]
+    assert all(r.filter in FILTERS and r.detail for r in found)  # every rejection names its rule and why
+
+
+def test_every_correct_pair_is_kept():
+    dropped = {(q, a): [(r.filter, r.detail) for r in verdict(ctx, kind, q, a)] for ctx, kind, q, a in GOOD}
+    dropped = {k: v for k, v in dropped.items() if v}
+    share = 1 - len(dropped) / len(GOOD)
+    assert share == 1.0, (share, dropped)  # all 22 kept
+    assert len(BAD) > 22 and len({b[4] for b in BAD}) >= 12
+
+
+def test_object_words_count_only_when_an_expert_that_sees_objects_ran():
+    """Text printed on a thing does not name the thing: with OCR alone, "book" is no evidence
+    against "The book is called The Quiet River"; with a caption that saw a poster, it is."""
+    ocr_only = verdict(BOOK, "conversation", "What is the title?", "The book is called The Quiet River.")
+    assert ocr_only == []
+    captioned = Context(600, 900, captions=("A poster on a wall.",), ocr=BOOK.ocr, sources=("caption", "ocr"))
+    assert [r.filter for r in verdict(captioned, "conversation", "What is the title?",
+                                      "The book is called The Quiet River.")] == ["hallucination"]
+    detector_saw_nothing = Context(600, 900, ocr=BOOK.ocr, detected=True, sources=("detect", "ocr"))
+    assert [r.filter for r in verdict(detector_saw_nothing, "conversation", "What is there?",
+                                      "A book called The Quiet River.")] == ["hallucination"]
+
+
+def test_a_pair_said_on_three_images_is_generic():
+    def rec(i: int, pairs) -> Record:
+        return apply_filters(Record(id=f"{i:016d}-conversation", image=f"{i}.png", kind="conversation",
+                                    image_sha256=f"{i:064d}", context=CONTEXT.to_dict(), raw="x",
+                                    pairs=tuple({"question": q, "answer": a} for q, a in pairs)))
+
+    stock = ("What is on the saucer?", "A cup of espresso.")
+    own = [("What is written?", "It says latte for 3.50."), ("Is there a spoon?", "Yes, a spoon.")]
+    two = mark_generic([rec(0, [stock, own[0]]), rec(1, [stock])])
+    assert [r.status for r in two] == ["accepted", "accepted"]  # twice is not yet generic
+    three = mark_generic([rec(0, [stock, own[0]]), rec(1, [stock]), rec(2, [own[1], ("What is ON the saucer",
+                                                                                     "a cup of espresso")])])
+    assert [(r.status, r.kept) for r in three] == [("accepted", (1,)), ("rejected", ()), ("accepted", (0,))]
+    assert three[1].reasons == (Reason("generic", "said word for word on 3 images", 0),)
+    assert mark_generic(three) == three  # idempotent
+
+
+def test_the_prompt_language_is_the_expected_one(tmp_path):
+    """A Spanish few-shot folder expects Spanish replies: they pass, and English ones do not."""
+    write_folder(tmp_path, "conversation", {
+        "system_message.txt": "Eres un asistente que ve la imagen. Escribe una conversación sobre la imagen, "
+                              "con preguntas y respuestas que se puedan contestar con lo que hay en ella.",
+        "000_caps.txt": "Una taza.", "000_conv.txt": "Question:\n¿Qué hay?\n===\nAnswer:\nUna taza."})
+    prompt = load_prompts(["conversation"], tmp_path)["conversation"]
+    assert prompt.language == "es" and load_prompts(["conversation"])["conversation"].language == "en"
+    present, detected = context_facts(CONTEXT, VOCAB)
+    spanish = check_pair("¿Qué hay en la mesa?", "Hay una taza de café con una cuchara.", present, detected, VOCAB,
+                         language="es")
+    english = check_pair("What is on the table?", "There is a cup of coffee with a spoon on the saucer.", present,
+                         detected, VOCAB, language="es")
+    assert spanish == [] and [r.filter for r in english] == ["language", "language"]  # question and answer
+
+
+def test_a_long_reply_outside_the_format_is_rejected_for_its_length():
+    """A 10,000-character answer is flagged format_ok=false by the parser's grammar check, and
+    the length rule acts on it."""
+    long = "The cup of espresso stands on a red saucer. " * 230
+    r = apply_filters(record(kind="detail", pairs=[("Describe the image.", long)], raw=long, format_ok=False))
+    assert r.status == "rejected" and "length" in {x.filter for x in r.reasons}

@@ -16,7 +16,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from datagen_helpers import image_folder
+from datagen_helpers import annotations_file, image_folder, tiny_images
+from kill9 import kill_after_lines
 
 from mmreact.datagen import export
 from mmreact.datagen.store import RECORDS_FILE, Store
@@ -77,7 +78,8 @@ def test_ray_engine_makes_the_local_engines_records_exactly_once(tmp_path):
     assert stopped == "budget" and 3 <= written < 6 and cost >= 0.003  # calls in flight may pass the line
     assert again is None and written + rest == 6
 
-    assert not (remote / RECORDS_FILE).exists() and list((remote / "shards").glob("*.jsonl"))
+    # written by the driver as each record arrived, into the store the local engine writes
+    assert (remote / RECORDS_FILE).is_file() and not (remote / "shards").exists()
     mine = {(r.id, r.image): r for r in Store.existing(local).records()}
     theirs = {(r.id, r.image): r for r in Store.existing(remote).records()}
     assert set(mine) == set(theirs) and len(theirs) == 12
@@ -93,3 +95,60 @@ def test_ray_engine_makes_the_local_engines_records_exactly_once(tmp_path):
         assert a.written == b.written == 5
         assert json.loads((tmp_path / f"local-{fmt}.json").read_text()) == \
             json.loads((tmp_path / f"ray-{fmt}.json").read_text())
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import os, sys, time
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    import ray
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024, log_to_driver=False)
+    from mmreact.datagen import generate
+    from mmreact.llms import ScriptedLLM
+
+    def slow(request):
+        time.sleep(0.3)
+        return "Question:\\nWhat is on the table?\\n===\\nAnswer:\\nTwo blue cups."
+
+    def make():
+        return ScriptedLLM([slow], repeat_last=True, name="scripted:slow")
+
+    summary = generate(sys.argv[1], sys.argv[2], llm=make, annotations=[sys.argv[3]], kinds=["conversation"],
+                       engine="ray", batch_size=4, ray={"expert_workers": 1, "llm_workers": 1})
+    print(summary.line())
+    ray.shutdown()
+""")
+
+
+@pytest.mark.slow
+def test_ray_engine_writes_records_as_they_finish_and_resumes_after_kill_9(tmp_path):
+    """The issue: a Ray run wrote nothing until its end, so a kill -9 lost all its LLM work. Now
+    each record reaches the store as it is made; a rerun makes only the rest, nothing twice."""
+    names = tiny_images(tmp_path / "imgs", 12)
+    ann = annotations_file(tmp_path / "ann.jsonl", names)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    args = [sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "imgs"), str(out), str(ann)]
+    proc = subprocess.Popen(args, env=env, start_new_session=True)
+    try:
+        before = kill_after_lines(proc, out / RECORDS_FILE, 3, timeout=240)
+    finally:
+        _end_session(proc.pid)
+    assert 3 <= len(before) < 12, "the run was not interrupted part-way"
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=280, start_new_session=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"({len(before)} already done)" in done.stdout
+    after = (out / RECORDS_FILE).read_text().splitlines()
+    assert after[: len(before)] == before  # nothing rewritten
+    ids = [json.loads(line)["id"] for line in after]
+    assert len(ids) == 12 and len(set(ids)) == 12
+
+
+def _end_session(pid: int) -> None:
+    """Kill what is left of the killed driver's session (its Ray processes), by its process group."""
+    import signal
+
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

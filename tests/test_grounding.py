@@ -216,3 +216,13 @@ def test_ranking_weighs_likelihood_and_relevance() -> None:
     # equally relevant candidates: the model decides
     assert rank_answers(["a", "b"], [-1.0, -3.0], [0.5, 0.5]) == 0
     assert rank_answers(["a", "b"], [-1.0, -3.0], None) == 0
+
+
+def test_an_arithmetic_questions_own_numbers_are_given_not_claimed() -> None:
+    """"Two tickets would cost $24" restates the question's "two": supported (from the question);
+    a question that asks for no arithmetic lends its numbers nothing."""
+    check = ground("Two tickets would cost $24.", TEXT, question="How much would two tickets cost together?")
+    assert [(f.text, f.supported, f.note) for f in check.facts] == [
+        ("Two", True, "from the question"), ("$24", True, "computed: 12 x 2")]
+    leading = ground("Yes, tickets cost $25.", TEXT, question="Do tickets cost $25?")
+    assert [(f.text, f.supported) for f in leading.facts] == [("$25", False)]

@@ -2,9 +2,11 @@
 
 The experts describe each image as text (captions, objects with normalised boxes, OCR text); a
 text-only LLM, prompted with a system message and few-shot examples, writes conversations,
-detailed descriptions and reasoning questions from it; filters drop what is malformed, leaked,
-hallucinated, miscounted, refused or repeated; the accepted records export as LLaVA, ShareGPT or
-OpenAI training files. Runs resume; the same stages run locally or on Ray Data.
+detailed descriptions and reasoning questions from it; filters drop what is malformed, a
+placeholder, an echo, in another language, too long, leaked, copied, unrelated, unsupported by
+the context, hallucinated, miscounted, refused, repeated or generic; the accepted records export
+as LLaVA, ShareGPT or OpenAI training files. Runs resume, keyed on each image's pixels; the same
+stages run locally or on Ray Data.
 
     from mmreact.datagen import generate, export
     summary = generate("photos/", "out/", kinds=["conversation", "detail"], llm="openai:gpt-4o-mini")

@@ -61,7 +61,8 @@ def run(
     cleanup: Annotated[bool, typer.Option("--cleanup", help="A second LLM pass that corrects each detailed "
                                           "description (MiniGPT-4's stage 2); raw and cleaned are both kept.")] = False,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Only the first N images.")] = None,
-    engine: Annotated[str, typer.Option("--engine", help="local, or ray (Ray Data; mmreact[ray]).")] = "local",
+    # "\\[": typer reads help as rich markup, which would take "[ray]" for a style tag and drop it
+    engine: Annotated[str, typer.Option("--engine", help="local, or ray (Ray Data; mmreact\\[ray]).")] = "local",
     few_shot: Annotated[Optional[str], typer.Option("--few-shot", help="Prompts in LLaVA's layout: a folder with "
                                                     "conversation/, detail_description/, complex_reasoning/.")] = None,
     context: Annotated[Optional[list[str]], typer.Option("--context", help="Your own labels as the context: a JSONL "
@@ -139,12 +140,17 @@ def export_(
     image_prefix: Annotated[Optional[str], typer.Option("--image-prefix", help="Put this folder in front of image "
                                                         "paths (default: relative to the image folder).")] = None,
     image_url: Annotated[str, typer.Option("--image-url", help="openai: base64 (data URL) or path.")] = "base64",
+    images: Annotated[Optional[str], typer.Option("--images", help="Where the images are now, when the folder the "
+                                                  "run read moved.")] = None,
+    dataset_name: Annotated[str, typer.Option("--dataset-name", help="sharegpt: the entry merged into "
+                                              "dataset_info.json.")] = "mmreact_datagen",
 ) -> None:
     """Write the accepted records as LLaVA, ShareGPT or OpenAI training data."""
     from .exports import export
 
     try:
-        summary = export(out, fmt, output, kinds=_split(kinds), image_prefix=image_prefix, image_url=image_url)
+        summary = export(out, fmt, output, kinds=_split(kinds), image_prefix=image_prefix, image_url=image_url,
+                         images_dir=images, dataset_name=dataset_name)
     except MMReactError as exc:
         _fail(str(exc))
         return

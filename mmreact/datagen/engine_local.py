@@ -40,10 +40,12 @@ class Tally:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     llm_calls: int = 0
+    keys: list[tuple[str, str]] = field(default_factory=list)  # (id, image) of every record written
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, record: Record) -> None:
         with self._lock:
+            self.keys.append((record.id, record.image))
             if record.status == "accepted":
                 self.accepted += 1
             elif record.status == "rejected":
@@ -54,6 +56,15 @@ class Tally:
             self.prompt_tokens += p
             self.completion_tokens += c
             self.llm_calls += int(record.llm.get("calls") or 0)
+
+    def recount(self, records: Sequence[Record]) -> None:
+        """Count the records written by this run by their verdict as the store reads them (a copy
+        two Ray actors both made, a pair repeated on many images: marked when read)."""
+        final = {(r.id, r.image): r.status for r in records}
+        statuses = [final.get(k, "error") for k in dict.fromkeys(self.keys)]
+        self.accepted = statuses.count("accepted")
+        self.rejected = statuses.count("rejected")
+        self.errors = len(statuses) - self.accepted - self.rejected
 
     @property
     def cost(self) -> float | None:

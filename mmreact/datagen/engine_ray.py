@@ -4,13 +4,19 @@
 
     from_items(images) -> map_batches(ExpertStage)   one actor per model set, batches to run_batch
                        -> map_batches(LLMStage)      a second actor pool, one record per (image, kind)
-                       -> write_datasink(shards)     OUT/shards/*.jsonl, one file per write task
+                       -> iter_batches in the driver  each record appended to OUT/records.jsonl
 
 Decisions:
 
+- Records are written as they finish, by the driver, into the same store the local engine
+  writes (appended and fsync'd one by one): a run killed part-way keeps every record that
+  reached the driver, and a rerun resumes (tested with ``kill -9``). Ray Data's blocks are cut
+  to one row (``target_max_block_size``), so a record does not wait for the rest of its batch;
+  records are small, so the driver is no bottleneck. (Older runs wrote ``OUT/shards/*.jsonl``
+  at the end of the run; the store still reads them.)
 - Exactly once through fixed ids: the driver skips images whose records are all in the store;
-  the expert actors skip ids already done; a record that a retried Ray task wrote twice is read
-  once (the store keeps the first of each id and image).
+  the expert actors skip ids already done; a record that a retried Ray task sent twice is read
+  once (the store keeps the first of each id and image; a later error never replaces it).
 - Expert actors take ``num_gpus`` each (``0``: CPU); ``cpus_per_worker`` defaults to a share
   of the cluster's CPUs that lets every actor and the read/write tasks start at once (Ray Data
   otherwise waits for CPUs that never free up on a small machine).
@@ -35,6 +41,7 @@ import numpy as np
 from ..errors import ConfigError
 from .config import DatagenConfig, Price
 from .context import Context
+from .records import Record
 from .stages import ImageTask, Job, expert_stage, llm_stage
 
 __all__ = ["run_ray", "ExpertStage", "LLMStage"]
@@ -48,13 +55,15 @@ def _rows(rows: list[dict[str, str]]) -> dict[str, np.ndarray]:
 
 def job_to_json(job: Job) -> str:
     return json.dumps({"id": job.id, "image": job.image, "kind": job.kind, "sha256": job.sha256,
-                       "width": job.width, "height": job.height, "context": job.context.to_dict()})
+                       "width": job.width, "height": job.height, "context": job.context.to_dict(),
+                       "stat": job.stat})
 
 
 def job_from_json(text: str) -> Job:
     d = json.loads(text)
+    stat = d.get("stat")
     return Job(d["id"], d["image"], d["kind"], d["sha256"], int(d["width"]), int(d["height"]),
-               Context.from_dict(d["context"]))
+               Context.from_dict(d["context"]), None if not stat else (int(stat[0]), int(stat[1])))
 
 
 class ExpertStage:
@@ -152,34 +161,6 @@ class _Budget:
         return self.spent, self.skipped
 
 
-def _shard_sink(path: str) -> Any:
-    from ray.data.datasource import BlockBasedFileDatasink
-
-    class ShardSink(BlockBasedFileDatasink):
-        """Writes the ``record`` column, one JSON line per record, one file per write task."""
-
-        def __init__(self, folder: str) -> None:
-            super().__init__(folder, file_format="jsonl")
-
-        def write_block_to_file(self, block: Any, file: Any) -> None:
-            for row in block.iter_rows(public_row_format=True):
-                file.write((str(row["record"]) + "\n").encode("utf-8"))
-
-    return ShardSink(path)
-
-
-def _keys(path: Any) -> set[tuple[str, str]]:
-    """(id, image) of every record line in a shard (a torn line is skipped, as the store does)."""
-    out = set()
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            data = json.loads(line)
-            out.add((str(data["id"]), str(data["image"])))
-        except (ValueError, KeyError, TypeError):
-            continue
-    return out
-
-
 def _check_tools_by_name(tools: Sequence[Any]) -> None:
     """Actors find experts by name (a loaded model cannot be pickled): each tool must be the one its
     name gives in a fresh process."""
@@ -212,7 +193,7 @@ def _check_picklable(llm: Any) -> None:
 def run_ray(prep: Any, tasks: Sequence[ImageTask], *, batch_size: int = 8, max_cost: float | None = None,
             progress: bool = False, address: str | None = None, expert_workers: int = 1, llm_workers: int = 1,
             num_gpus: float = 0.0, cpus_per_worker: float | None = None) -> tuple[Any, str | None, dict[str, Any]]:
-    """Generate records for ``tasks`` on Ray into ``prep.store``'s shard folder."""
+    """Generate records for ``tasks`` on Ray into ``prep.store``."""
     from .engine_local import Tally
 
     tally = Tally(price=prep.price)
@@ -224,7 +205,7 @@ def run_ray(prep: Any, tasks: Sequence[ImageTask], *, batch_size: int = 8, max_c
         return tally, None, {}
     try:
         import ray
-        from ray.data import ActorPoolStrategy, DataContext
+        from ray.data import DataContext
     except ImportError:
         raise ConfigError("The Ray engine needs Ray Data: pip install 'mmreact[ray]'.") from None
     _check_picklable(prep.llm_source)
@@ -235,12 +216,30 @@ def run_ray(prep: Any, tasks: Sequence[ImageTask], *, batch_size: int = 8, max_c
         total = float(ray.cluster_resources().get("CPU", 1.0))
         cpus_per_worker = round(min(1.0, total / (expert_workers + llm_workers + 1)), 3)
     ctx = DataContext.get_current()
+    saved = (ctx.enable_progress_bars, ctx.print_on_execution_start, ctx.target_max_block_size)
     ctx.enable_progress_bars = progress
     ctx.print_on_execution_start = progress
+    # Every record its own block: it reaches the driver (and the store) when it is made, not when
+    # the rest of its batch is done.
+    ctx.target_max_block_size = 1
+    try:
+        stopped = _stream(prep, tasks, tally, batch_size=batch_size, max_cost=max_cost, expert_workers=expert_workers,
+                          llm_workers=llm_workers, num_gpus=num_gpus, cpus_per_worker=cpus_per_worker)
+    finally:
+        ctx.enable_progress_bars, ctx.print_on_execution_start, ctx.target_max_block_size = saved
+    return tally, stopped, {"expert_workers": expert_workers, "llm_workers": llm_workers,
+                            "cpus_per_worker": cpus_per_worker, "num_gpus": num_gpus}
+
+
+def _stream(prep: Any, tasks: Sequence[ImageTask], tally: Any, *, batch_size: int, max_cost: float | None,
+            expert_workers: int, llm_workers: int, num_gpus: float, cpus_per_worker: float) -> str | None:
+    """Run the two stages on Ray Data and append each record to the store as it arrives."""
+    import ray
+    from ray.data import ActorPoolStrategy
+
     budget = None
     if max_cost is not None and prep.price is not None:
         budget = ray.remote(num_cpus=0)(_Budget).remote(prep.price, max_cost)
-    before = set(prep.store.files())
     items = [{"path": t.path, "image": t.image} for t in tasks]
     ds = ray.data.from_items(items, override_num_blocks=max(1, math.ceil(len(items) / batch_size)))
     ds = ds.map_batches(
@@ -254,14 +253,15 @@ def run_ray(prep: Any, tasks: Sequence[ImageTask], *, batch_size: int = 8, max_c
         num_cpus=cpus_per_worker,
         fn_constructor_kwargs={"llm": prep.llm_source, "prompts": prep.prompts, "cleanup": prep.cleanup,
                                "config": prep.config, "fingerprint": prep.fingerprint_id, "budget": budget})
-    ds.write_datasink(_shard_sink(str(prep.store.shard_dir)))
-    new = {key for f in prep.store.files() if f not in before for key in _keys(f)}
-    for record in prep.store.records():  # read back: duplicates across actors are marked now
-        if (record.id, record.image) in new:
-            tally.add(record)
-    stopped = None
+    # Each record is appended to the store (fsync'd) as soon as its block reaches the driver, so a
+    # run killed part-way keeps what is done and a rerun resumes, as with the local engine.
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        for text in batch["record"]:
+            if text:
+                record = Record.from_dict(json.loads(str(text)))
+                prep.store.append(record)
+                tally.add(record)
     if budget is not None:
         _, skipped = ray.get(budget.stats.remote())
-        stopped = "budget" if skipped else None
-    return tally, stopped, {"expert_workers": expert_workers, "llm_workers": llm_workers,
-                            "cpus_per_worker": cpus_per_worker, "num_gpus": num_gpus}
+        return "budget" if skipped else None
+    return None

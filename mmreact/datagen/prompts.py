@@ -60,6 +60,15 @@ class FewShot:
             h.update(b"\x02" + line.encode())
         return h.hexdigest()[:16]
 
+    @property
+    def language(self) -> str:
+        """The language of the system message (``en`` when it cannot tell): replies in another
+        language are rejected."""
+        from .checks import language_of
+
+        found = language_of(self.system)
+        return found.split("/")[0] if found else "en"
+
     def messages(self, context_text: str, reply_format: str = "blocks") -> list[Message]:
         """System, then each example as user/assistant turns, then ``context_text``."""
         system = self.system

@@ -68,6 +68,7 @@ class Record:
     llm: dict[str, Any] = field(default_factory=dict)  # name, calls, prompt/completion tokens, seconds
     format_ok: bool | None = None  # whether the reply was inside the constrained format
     config: str = ""  # fingerprint of the run configuration that made it
+    file_stat: tuple[int, int] | None = None  # the image file's (size, mtime_ns) when it was read
 
     @property
     def kept_pairs(self) -> list[dict[str, str]]:
@@ -102,6 +103,8 @@ class Record:
         known["kept"] = tuple(int(i) for i in known.get("kept") or ())
         known["reasons"] = tuple(Reason.from_dict(r) for r in known.get("reasons") or ())
         known["llm"] = dict(known.get("llm") or {})
+        stat = known.get("file_stat")
+        known["file_stat"] = None if not stat else (int(stat[0]), int(stat[1]))
         for key in ("id", "image", "kind"):
             if not isinstance(known.get(key), str):
                 raise ValueError(f"'{key}' must be a string")

@@ -42,6 +42,7 @@ class Prepared:
     annotations: dict[str, dict[str, Any]] | None
     price: Price | None
     vocab: Any = None
+    replaced: list[str] = field(default_factory=list)  # images whose files changed since: made again
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,14 @@ class RunSummary:
     stopped: str | None
     seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
+    replaced: int = 0  # images whose files changed since the records were made: made again
 
     def line(self) -> str:
         cost = f", ${self.cost:.4f}" if self.cost is not None else ""
-        skipped = f" ({self.skipped_images} already done)" if self.skipped_images else ""
+        notes = [f"{self.skipped_images} already done"] if self.skipped_images else []
+        if self.replaced:
+            notes.append(f"{self.replaced} changed since the last run, made again")
+        skipped = f" ({'; '.join(notes)})" if notes else ""
         return (f"{self.images} images{skipped}: {self.written} records written ({self.accepted} accepted, "
                 f"{self.rejected} rejected, {self.errors} errors), {self.llm_calls} LLM calls, "
                 f"{self.prompt_tokens + self.completion_tokens} tokens{cost}, {self.seconds:.1f} s")
@@ -94,9 +99,37 @@ def _tools(config: DatagenConfig, tools: Sequence[Any] | None) -> list[Any]:
     return chosen
 
 
+def _changed_images(store: Store, records: list[Record], tasks: Sequence[Any], images_dir: str | Path
+                    ) -> list[str]:
+    """The images of ``tasks`` whose files are not the images the store's records were made from.
+
+    Raises :class:`ConfigError` when the run is pointed at another folder than the one that made
+    the store and some of its files differ (same names, other pictures): that is a mistake to
+    stop, not work to redo. In the same folder, a changed file is made again.
+    """
+    from .identity import known_images, state
+
+    known = known_images(records)
+    changed = [t.image for t in tasks if t.image in known and state(t.path, known[t.image]) == "changed"]
+    before = store.previous.get("images_dir")
+    now = str(Path(images_dir).expanduser().resolve())
+    if changed and before and before != now:
+        store.restore_info()  # the folder stays the run it was
+        shown = ", ".join(changed[:3]) + (", ..." if len(changed) > 3 else "")
+        raise ConfigError(f"{store.out} holds records made from {before}, and {len(changed)} of the images of the "
+                          f"same names in {now} are other pictures ({shown}); use another --out, or --fresh to "
+                          "start over.")
+    return changed
+
+
 def prepare(images_dir: str | Path, out: str | Path, config: DatagenConfig, *, llm: Any = None,
             tools: Sequence[Any] | None = None, fresh: bool = False, retry_errors: bool = False,
-            price: Price | None = None) -> Prepared:
+            price: Price | None = None, tasks: Sequence[Any] = ()) -> Prepared:
+    """Settle a run: the LLM, the experts, the prompts, and the store (resumed when it can be).
+
+    Resuming keys on what each image is: an image whose file changed since its records were made
+    (other pixels under the same name) has its records dropped and is made again; the same names
+    in another folder with other pixels are refused (see :func:`_changed_images`)."""
     from ..llms import LLM, load_llm
     from .annotations import load_annotations
     from ..grounding.vocab import default_vocabulary
@@ -111,17 +144,26 @@ def prepare(images_dir: str | Path, out: str | Path, config: DatagenConfig, *, l
     if clean is not None:
         digests["cleanup"] = clean.digest()
     fp = fingerprint(config, tools=chosen, llm_name=model.name, prompt_digests=digests)
+    fp["language"] = next(iter(prompts.values())).language  # what the filters expect replies in
     fp_id = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:12]
     annotations = load_annotations(config.annotations) if config.annotations else None
     store = Store.open(out, fp, fresh=fresh, images_dir=images_dir)
-    records = store.records()
+    try:
+        records = store.records()
+        replaced = _changed_images(store, records, tasks, images_dir)
+        if replaced:
+            store.drop_images(set(replaced))
+            records = store.records()
+    except BaseException:
+        store.close()
+        raise
     done, by_image = store.progress(retry_errors=retry_errors, records=records)
     seen: dict[str, str] = {}  # pixel hash -> the image that owns it (never a marked duplicate)
     for r in records:
         if r.status != "error" and r.image_sha256 and not any(x.filter == "duplicate" for x in r.reasons):
             seen.setdefault(r.image_sha256, r.image)
     return Prepared(config, store, chosen, model, source, prompts, clean, fp, fp_id, done, by_image, seen,
-                    annotations, price, default_vocabulary())
+                    annotations, price, default_vocabulary(), replaced)
 
 
 def generate(
@@ -174,7 +216,7 @@ def generate(
     tasks = scan_images(images_dir, limit)
     t0 = time.perf_counter()
     prep = prepare(images_dir, out, config, llm=llm, tools=tools, fresh=fresh, retry_errors=retry_errors,
-                   price=price)
+                   price=price, tasks=tasks)
     try:
         wanted = set(config.kinds)
         todo = [t for t in tasks if not wanted <= prep.done_by_image.get(t.image, set())]
@@ -189,26 +231,29 @@ def generate(
 
             tally, stopped, extra = run_ray(prep, todo, batch_size=batch_size, max_cost=max_cost,
                                             progress=progress, **(ray or {}))
+        tally.recount(prep.store.records())
     finally:
         prep.store.close()
     return RunSummary(out=str(prep.store.out), engine=engine, images=len(tasks), skipped_images=len(tasks) - len(todo),
                       written=tally.accepted + tally.rejected + tally.errors, accepted=tally.accepted,
                       rejected=tally.rejected, errors=tally.errors, prompt_tokens=tally.prompt_tokens,
                       completion_tokens=tally.completion_tokens, llm_calls=tally.llm_calls, cost=tally.cost,
-                      stopped=stopped, seconds=round(time.perf_counter() - t0, 3), extra=extra)
+                      stopped=stopped, seconds=round(time.perf_counter() - t0, 3), extra=extra,
+                      replaced=len(prep.replaced))
 
 
 def refilter(out: str | Path) -> Any:
     """Rerun every filter over the stored records (no model calls) and rewrite the store; returns
     the new :class:`~mmreact.datagen.report.Report`."""
-    from .filters import apply_filters, mark_duplicates
+    from .filters import apply_filters, mark_duplicates, mark_generic
     from .report import summarize
     from ..grounding.vocab import default_vocabulary
 
     store = Store.existing(out)
     try:
         vocab = default_vocabulary()
-        records = mark_duplicates([apply_filters(r, vocab) for r in store.records()])
+        language = store.run_info().get("fingerprint", {}).get("language", "en")
+        records = mark_generic(mark_duplicates([apply_filters(r, vocab, language) for r in store.records()]))
         store.rewrite(records)
     finally:
         store.close()

@@ -22,6 +22,7 @@ from .annotations import annotation_context, lookup
 from .config import DatagenConfig
 from .context import Context, from_artifacts
 from .filters import apply_filters
+from .identity import file_stat
 from .formats import parse_blocks, parse_json, parse_paragraph
 from .prompts import WITH_BOXES, FewShot, detail_instruction, reply_spec
 from .records import Reason, Record, error_id, record_id
@@ -48,6 +49,7 @@ class Job:
     width: int
     height: int
     context: Context
+    stat: tuple[int, int] | None = None  # the file's (size, mtime_ns) when it was read
 
 
 def scan_images(folder: str | Path, limit: int | None = None) -> list[ImageTask]:
@@ -68,10 +70,10 @@ def scan_images(folder: str | Path, limit: int | None = None) -> list[ImageTask]
     return [ImageTask(str(p.resolve()), p.relative_to(root).as_posix()) for p in found]
 
 
-def _error(image: str, kind: str, message: str, config: str, rid: str | None = None, sha: str | None = None
-           ) -> Record:
+def _error(image: str, kind: str, message: str, config: str, rid: str | None = None, sha: str | None = None,
+           stat: tuple[int, int] | None = None) -> Record:
     return Record(id=rid or error_id(image, kind), image=image, kind=kind, status="error", image_sha256=sha,
-                  error=message, config=config)
+                  error=message, config=config, file_stat=stat)
 
 
 def _run_tool(tool: Any, images: list[Any]) -> list[Any]:
@@ -108,11 +110,13 @@ def expert_stage(tasks: Sequence[ImageTask], tools: Sequence[Any], config: Datag
     jobs: list[Job] = []
     records: list[Record] = []
     loaded: list[tuple[ImageTask, Any, list[str]]] = []
+    stats: dict[str, tuple[int, int] | None] = {}
     for task in tasks:
+        stats[task.image] = stat = file_stat(task.path)
         try:
             img = load_image(task.path)
         except ImageError as exc:
-            records += [_error(task.image, k, str(exc), fingerprint) for k in config.kinds
+            records += [_error(task.image, k, str(exc), fingerprint, stat=stat) for k in config.kinds
                         if (error_id(task.image, k), task.image) not in done]
             continue
         kinds = [k for k in config.kinds if (record_id(img.sha256, k), task.image) not in done]
@@ -125,7 +129,8 @@ def expert_stage(tasks: Sequence[ImageTask], tools: Sequence[Any], config: Datag
             if owner != task.image:
                 records += [Record(id=record_id(img.sha256, k), image=task.image, kind=k, status="rejected",
                                    image_sha256=img.sha256, width=img.width, height=img.height,
-                                   reasons=(Reason("duplicate", f"the same pixels as {owner}"),), config=fingerprint)
+                                   reasons=(Reason("duplicate", f"the same pixels as {owner}"),), config=fingerprint,
+                                   file_stat=stat)
                             for k in kinds]
                 continue
         loaded.append((task, img, kinds))
@@ -143,8 +148,8 @@ def expert_stage(tasks: Sequence[ImageTask], tools: Sequence[Any], config: Datag
                 artifacts[i][tool.name] = getattr(obs, "artifact", None)
     for (task, img, kinds), arts, failure in zip(loaded, artifacts, failures):
         if failure is not None:
-            records += [_error(task.image, k, failure, fingerprint, record_id(img.sha256, k), img.sha256)
-                        for k in kinds]
+            records += [_error(task.image, k, failure, fingerprint, record_id(img.sha256, k), img.sha256,
+                               stats[task.image]) for k in kinds]
             continue
         context = from_artifacts(arts, img.width, img.height, config.context)
         given = lookup(annotations, task.image) if annotations else None
@@ -153,12 +158,12 @@ def expert_stage(tasks: Sequence[ImageTask], tools: Sequence[Any], config: Datag
         if context.empty:
             records += [Record(id=record_id(img.sha256, k), image=task.image, kind=k, status="rejected",
                                image_sha256=img.sha256, width=img.width, height=img.height,
-                               context=context.to_dict(), config=fingerprint,
+                               context=context.to_dict(), config=fingerprint, file_stat=stats[task.image],
                                reasons=(Reason("context", "nothing is known about this image to write from"),))
                         for k in kinds]
             continue
-        jobs += [Job(record_id(img.sha256, k), task.image, k, img.sha256, img.width, img.height, context)
-                 for k in kinds]
+        jobs += [Job(record_id(img.sha256, k), task.image, k, img.sha256, img.width, img.height, context,
+                     stats[task.image]) for k in kinds]
     # Grouped by kind: consecutive calls then share the few-shot prefix of the prompt, which a local
     # model (llama.cpp) keeps evaluated, so only each image's own context is read anew.
     jobs.sort(key=lambda j: config.kinds.index(j.kind))
@@ -182,7 +187,8 @@ def llm_stage(job: Job, llm: Any, prompts: Mapping[str, FewShot], config: Datage
     spec = reply_spec(job.kind, config.reply_format, max_pairs=config.max_pairs)
     context_text = job.context.text(boxes=WITH_BOXES[job.kind])
     base = Record(id=job.id, image=job.image, kind=job.kind, image_sha256=job.sha256, width=job.width,
-                  height=job.height, context=job.context.to_dict(), prompt_context=context_text, config=fingerprint)
+                  height=job.height, context=job.context.to_dict(), prompt_context=context_text, config=fingerprint,
+                  file_stat=job.stat)
     usage = {"name": getattr(llm, "name", "llm"), "calls": 0, "prompt_tokens": 0, "completion_tokens": 0,
              "seconds": 0.0}
 
@@ -209,4 +215,4 @@ def llm_stage(job: Job, llm: Any, prompts: Mapping[str, FewShot], config: Datage
         parsed = parse_paragraph(text, detail_instruction(prompt, job.id, config.seed))
     record = base.with_(raw=raw, cleaned=cleaned, pairs=tuple(p.to_dict() for p in parsed.pairs),
                         problems=parsed.problems, llm=usage, format_ok=spec.text_format.accepts(raw))
-    return apply_filters(record, vocab)
+    return apply_filters(record, vocab, prompt.language)

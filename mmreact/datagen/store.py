@@ -3,8 +3,8 @@
 ::
 
     OUT/run.json        the run's fingerprint (kinds, tools, prompts, LLM, ...)
-    OUT/records.jsonl   records from the local engine, one JSON line each
-    OUT/shards/*.jsonl  records from the Ray engine, one file per write task
+    OUT/records.jsonl   records from either engine, one JSON line each, appended as they are made
+    OUT/shards/*.jsonl  records the Ray engine of older versions wrote at the end of a run (read)
     OUT/.lock           held by the run writing to the folder
 
 Decisions:
@@ -15,8 +15,13 @@ Decisions:
   one-sentence error naming the file and line.
 - Exactly once: records have fixed ids (image hash + kind). Reading keeps the first record of
   each (id, image) pair and drops repeats (a Ray task that ran twice); an ``error`` record is
-  replaced by a later success for the same id. A record of the same id from another path holds
-  the same pixels: :func:`~mmreact.datagen.filters.mark_duplicates` rejects it.
+  replaced by a later try for the same id, and nothing ever replaces an ``accepted`` or
+  ``rejected`` one (a retried task's error comes too late). A record of the same id from another
+  path holds the same pixels: :func:`~mmreact.datagen.filters.mark_duplicates` rejects it; a
+  pair said on many images is marked by :func:`~mmreact.datagen.filters.mark_generic`.
+- Records key on what the image is: each keeps its pixel hash and the file's size and mtime, so
+  a rerun finds images that changed since (:mod:`mmreact.datagen.identity`); their lines are
+  dropped (:meth:`Store.drop_images`) and the run makes them again.
 - A folder made by one configuration is never resumed with another: :meth:`Store.open` compares
   the fingerprints and names the first difference.
 """
@@ -33,7 +38,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .config import describe_difference
-from .filters import mark_duplicates
+from .filters import mark_duplicates, mark_generic
 from .records import Record
 
 __all__ = ["Store", "RECORDS_FILE", "RUN_FILE", "SHARDS_DIR"]
@@ -60,6 +65,12 @@ def _parse_lines(path: Path, data: bytes, *, shard: bool) -> list[Record]:
     return out
 
 
+def _write_info(path: Path, info: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
 class Store:
     """One output folder. Use :meth:`open` to start or resume a run, :meth:`existing` to read one."""
 
@@ -69,6 +80,8 @@ class Store:
         self._file: Any = None
         self._write_lock = threading.Lock()
         self._lock_file: Any = None
+        #: ``run.json`` as it was before :meth:`open` rewrote it (``{}`` for a new folder).
+        self.previous: dict[str, Any] = {}
 
     # -- opening ---------------------------------------------------------------------------------
     @classmethod
@@ -88,7 +101,8 @@ class Store:
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()
         elif run_file.exists():
-            old = store.run_info().get("fingerprint", {})
+            store.previous = store.run_info()
+            old = store.previous.get("fingerprint", {})
             diff = describe_difference(old, fingerprint)
             if diff is not None:
                 raise ConfigError(f"{folder} holds a run made with another configuration ({diff}); use another "
@@ -98,11 +112,14 @@ class Store:
         store._lock()
         info = {"version": FORMAT_VERSION, "fingerprint": fingerprint,
                 "images_dir": str(Path(images_dir).expanduser().resolve()) if images_dir is not None else None}
-        tmp = run_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, run_file)
+        _write_info(run_file, info)
         store._repair()
         return store
+
+    def restore_info(self) -> None:
+        """Put back the ``run.json`` that :meth:`open` replaced (a resume refused after opening)."""
+        if self.previous:
+            _write_info(self.out / RUN_FILE, self.previous)
 
     @classmethod
     def existing(cls, out: str | Path) -> Store:
@@ -196,7 +213,8 @@ class Store:
             yield from _parse_lines(f, data, shard=f != self.path)
 
     def records(self) -> list[Record]:
-        """The store's records, each (id, image) once, duplicates of an image marked (see module notes)."""
+        """The store's records, each (id, image) once, duplicates of an image and pairs said on many
+        images marked (see module notes)."""
         out: list[Record] = []
         where: dict[tuple[str, str], int] = {}
         for r in self.raw_records():
@@ -207,7 +225,7 @@ class Store:
                 out.append(r)
             elif out[i].status == "error":
                 out[i] = r  # a later try (error or not) replaces an error
-        return mark_duplicates(out)
+        return mark_generic(mark_duplicates(out))
 
     def progress(self, retry_errors: bool = False, records: list[Record] | None = None
                  ) -> tuple[set[tuple[str, str]], dict[str, set[str]]]:
@@ -222,9 +240,25 @@ class Store:
             by_image.setdefault(r.image, set()).add(r.kind)
         return done, by_image
 
+    def drop_images(self, images: set[str]) -> int:
+        """Remove every record line of these image paths (their files changed since; a run makes
+        them again); returns how many lines went. The other lines are kept as they are."""
+        lines = list(self.raw_records())
+        kept = [r for r in lines if r.image not in images]
+        if len(kept) < len(lines):
+            self._replace(kept)
+        return len(lines) - len(kept)
+
     def rewrite(self, records: list[Record]) -> None:
         """Replace the store with ``records`` (refilter): one ``records.jsonl``, shards folded in."""
+        self._replace(records)
+
+    def _replace(self, records: list[Record]) -> None:
         self._lock()
+        with self._write_lock:
+            if self._file is not None:  # appends go to the new file from now on
+                self._file.close()
+                self._file = None
         shards = self.files()[1:] if self.path.exists() else self.files()
         tmp = self.path.with_suffix(".jsonl.tmp")
         with open(tmp, "w", encoding="utf-8") as f:

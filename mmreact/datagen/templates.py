@@ -89,6 +89,11 @@ TASKS = tuple(TEMPLATES)
 TEMPLATE_VERSION = hashlib.sha256(json.dumps(TEMPLATES, sort_keys=True).encode()).hexdigest()[:12]
 
 
+#: The key under which :func:`items_from_file` notes where an item came from ("labels.jsonl, line 3");
+#: left out of the item's id, so editing other lines of the file changes no record.
+WHERE = "_where"
+
+
 def _box_text(box: Iterable[float]) -> str:
     return "[" + ", ".join(repr(round(float(v), 3)) for v in box) + "]"
 
@@ -102,9 +107,24 @@ def instruction(item: Mapping[str, Any], width: int, height: int, *, seed: int =
 
     def need(name: str, kind: type | tuple[type, ...] = str) -> Any:
         value = item.get(name)
-        if not isinstance(value, kind) or (isinstance(value, str) and not value.strip()):
+        if value is None or (isinstance(value, str) and not value.strip()):
             raise ConfigError(f"A {task} item needs \"{name}\".")
+        if not isinstance(value, kind) or isinstance(value, bool):
+            wanted = {str: "a string", int: "a whole number", list: "a list"}.get(kind, "a string or a number") \
+                if isinstance(kind, type) else "a string or a number"
+            raise ConfigError(f"\"{name}\" of a {task} item must be {wanted}, got {json.dumps(value)}.")
         return value
+
+    def box(name: str = "box") -> tuple[float, float, float, float]:
+        value = need(name, list)
+        if len(value) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            raise ConfigError(f"\"{name}\" of a {task} item must be 4 numbers [x1, y1, x2, y2] in pixels, "
+                              f"got {json.dumps(value)}.")
+        x1, y1, x2, y2 = (float(v) for v in value)
+        if not (0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height):
+            raise ConfigError(f"The box {json.dumps(value)} of a {task} item is not inside the {width}x{height} "
+                              "image (x1 < x2 and y1 < y2, in pixels).")
+        return normalise_box(value, width, height)
 
     options = item.get("options")
     if task == "vqa":
@@ -112,13 +132,14 @@ def instruction(item: Mapping[str, Any], width: int, height: int, *, seed: int =
     elif task == "caption":
         text, answer = template, need("caption").strip()
     elif task == "grounding":
-        box = need("box", list)
-        text, answer = template.format(label=need("label").strip()), _box_text(normalise_box(box, width, height))
+        text, answer = template.format(label=need("label").strip()), _box_text(box())
     elif task == "region":
-        box = normalise_box(need("box", list), width, height)
-        text, answer = template.format(box=_box_text(box)), str(item.get("caption") or need("label")).strip()
+        region = box()
+        text, answer = template.format(box=_box_text(region)), str(item.get("caption") or need("label")).strip()
     elif task == "count":
         count = need("count", int)
+        if count < 0:
+            raise ConfigError(f"\"count\" of a count item must be 0 or more, got {count}.")
         text, answer = template.format(labels=plural(need("label").strip())), str(count)
     elif task == "ocr":
         text, answer = template, need("text").strip()
@@ -152,6 +173,7 @@ def items_from_file(path: str | Path) -> list[dict[str, Any]]:
             raise ConfigError(f"{p}, line {n}: not valid JSON ({exc.msg}).") from None
         if not isinstance(item, dict) or not isinstance(item.get("image"), str) or item.get("task") not in TEMPLATES:
             raise ConfigError(f"{p}, line {n}: each line needs an \"image\" and a \"task\" ({', '.join(TASKS)}).")
+        item[WHERE] = f"{p}, line {n}"
         items.append(item)
     if not items:
         raise ConfigError(f"{p} holds no labelled items.")
@@ -172,7 +194,7 @@ def items_from_run(run: str | Path, max_objects: int = 3) -> tuple[list[dict[str
         if ctx.captions:
             items.append({"image": r.image, "task": "caption", "caption": ctx.captions[0]})
         dets = [o for o in ctx.objects if o.source in ("detect", "annotation")]
-        for o in dets[:max_objects]:
+        for o in [o for o in dets if o.box[0] < o.box[2] and o.box[1] < o.box[3]][:max_objects]:
             items.append({"image": r.image, "task": "grounding", "label": o.label,
                           "box": [o.box[0] * w, o.box[1] * h, o.box[2] * w, o.box[3] * h]})
         if ctx.detected:
@@ -201,6 +223,8 @@ def make_templates(items: list[dict[str, Any]], images_dir: str | Path, out: str
     with Store.open(out, fingerprint, images_dir=root) as store:
         done, _ = store.progress()
         for item in items:
+            where = item.get(WHERE)
+            item = {k: v for k, v in item.items() if k != WHERE}
             rel = item["image"].replace("\\", "/")
             key = hashlib.sha256(json.dumps(item, sort_keys=True).encode()).hexdigest()[:8]
             kind = f"template-{item['task']}"
@@ -220,7 +244,10 @@ def make_templates(items: list[dict[str, Any]], images_dir: str | Path, out: str
             if (rid, rel) in done:
                 skipped += 1
                 continue
-            text, answer = instruction(item, img.width, img.height, seed=seed, key=rid)
+            try:
+                text, answer = instruction(item, img.width, img.height, seed=seed, key=rid)
+            except ConfigError as exc:
+                raise ConfigError(f"{where or rel}: {exc}") from None
             record = Record(id=rid, image=rel, kind=kind, image_sha256=img.sha256, width=img.width,
                             height=img.height, pairs=({"question": text, "answer": answer},), config=fp_id)
             store.append(apply_filters(record))

@@ -46,7 +46,10 @@ step over the evidence's and the question's numbers gives it (``a + b``, ``a - b
 to the answer's own precision); the pieces of times and dates are no operands ("7:30" holds no
 30); the note shows the step. Numbers below 10 written without decimals ("5", not "5.00") are
 never "computed" (too easily hit by chance), nor is anything when the evidence holds over 120
-distinct numbers.
+distinct numbers. In such a question, the numbers it states itself are given, not claimed: an
+answer that restates them ("two tickets" for "what would two tickets cost?") is supported, noted
+``from the question``; a question that asks for no arithmetic lends its numbers nothing ("Do
+tickets cost $25?" "Yes, $25." is unsupported).
 
 An answer without checkable facts ("yes", "the second image") is supported. The check is a
 heuristic over text: it says whether what an answer states was *seen*, not whether the answer

@@ -144,6 +144,8 @@ def _check(span: Span, index: _Index, question_numbers: Sequence[Decimal],
             if v == value:
                 note = None if raw.strip() == span.text.strip(" $€£¥₹%") else f"read as '{raw}'"
                 return True, e, note
+        if computing and value in question_numbers:  # "two tickets" restated from "what would two tickets cost?"
+            return True, None, "from the question"
         hit = _computed(value, index, question_numbers) if computing else None
         if hit is not None:
             return True, hit[0], hit[1]
