@@ -31,8 +31,10 @@ def decision_note(step: StepRecord) -> str | None:
 
 def support_text(fact: Fact) -> str:
     """Where a fact was seen, in words: ``ocr(image_1) line 5 'TOTAL 7.75'``, or why not."""
-    if not fact.supported or fact.evidence is None:
+    if not fact.supported:
         return "no observation says it"
+    if fact.evidence is None:
+        return fact.note or "given"
     e = fact.evidence
     where = e.call or "the context"
     if e.line is not None and e.kind in ("text", "region", "object", "tag", "other"):
