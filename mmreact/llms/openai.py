@@ -66,7 +66,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import ConfigError, LLMError, one_line
 from ..protocol import Call, ParseError, new_call_id, parse
-from .base import LLM, Completion, LLMRequest, Message, chat_messages
+from .base import LLM, Completion, LLMRequest, Message, chat_messages, on_this_machine
 from .grammar import EMBEDDED, FULL, Generated, StepGrammar, StepOptions, run_step, step_grammar
 from .server_grammar import (
     CONSTRAINED,
@@ -228,6 +228,11 @@ class OpenAILLM(LLM):
     @property
     def grounds_by_default(self) -> bool:
         return self.grounds_answers and self.options == EMBEDDED
+
+    @property
+    def runs_locally(self) -> bool:
+        """A server on a loopback address decodes on this machine's cores (see :mod:`mmreact.prefetch`)."""
+        return on_this_machine(self.base_url)
 
     # -- client ---------------------------------------------------------------------------
     def client(self) -> Any:
