@@ -30,6 +30,7 @@ from mmreact.llms.server_grammar import (
     detect,
     language_fields,
     portable_regex,
+    served,
 )
 from mmreact.tools import tool
 
@@ -96,6 +97,9 @@ def test_bad_spec_settings_are_one_sentence(spec: str, needle: str) -> None:
 
 # -- what each kind of server is sent --------------------------------------------------------------
 def _fields(kind: str, g: StepGrammar) -> dict[str, Any]:
+    """What a server of ``kind`` is sent for ``g`` (llama.cpp: ``g`` itself; the others: ``g`` with
+    its long runs unbounded)."""
+    g = served(kind, g)  # type: ignore[assignment]
     return {
         "llamacpp": {"grammar": g.gbnf, "repeat_penalty": 1.0},
         "vllm": {"structured_outputs": {"grammar": g.gbnf}},
@@ -137,7 +141,9 @@ def test_embedded_options_send_the_embedded_language_and_skip_forced_steps() -> 
     assert [s.decided for s in trace.steps] == ["forced", "without_thought"]
     assert trace.steps[0].llm_text == "Action: brightness(image_1)" and trace.answer == "31.5"
     (only,) = srv.requests
-    assert only.body["ebnf"] == 'root ::= ("Final Answer: " answer)\nanswer ::= ([^ \\t\\r\\n] [^\\r\\n]{0,199})\n'
+    # the answer's 200 characters are bounded by max_tokens, not the grammar (see test_served_languages...)
+    assert only.body["ebnf"] == 'root ::= ("Final Answer: " answer)\nanswer ::= ([^ \\t\\r\\n] [^\\r\\n]*)\n'
+    assert only.body["max_tokens"] == 512
 
 
 @tool
@@ -292,7 +298,8 @@ def test_text_format_requests_are_constrained_too() -> None:
         plain = llm.complete(LLMRequest(messages=[Message("user", "hi")]))
     assert scored.text == "Looks right.\nScore: 1" and "warning" not in scored.meta
     first, second = (r.body for r in srv.requests)
-    assert first["regex"] == portable_regex(SCORE.regex) and "regex" not in second
+    assert first["regex"] == portable_regex(served("sglang-regex", SCORE).regex) and "regex" not in second
+    assert "{0,39}" in SCORE.regex and "{0,39}" not in first["regex"]  # the 40-character line: max_tokens bounds it
     assert plain.text == "hello" and plain.meta["grammar"] == "none"
 
 
@@ -311,6 +318,7 @@ def pick(image: Image, mode: str, level: int, style: str = "a b") -> str:
 
 
 def _languages() -> list[tuple[str, Any]]:
+    """Each language in process (bounded) and as vLLM / SGLang get it (``served``: long runs unbounded)."""
     tools = [brightness, pick]
     out: list[tuple[str, Any]] = [("score", SCORE)]
     for name, options in (("full", FULL), ("embedded", EMBEDDED)):
@@ -319,7 +327,10 @@ def _languages() -> list[tuple[str, Any]]:
     # a grounded answer (mmreact.grounding): runs of words of the observations, after observations
     out.append(("grounded", StepGrammar((), True, EMBEDDED, phrases=(("mean", "brightness", "31.5"), ("two",),
                                                                       ("Looks", "right.")))))
-    return out
+    return out + [(f"{name}-served", served("vllm", language)) for name, language in out]
+
+
+NAMES = [name for name, _ in _languages()]
 
 
 SAMPLES = [
@@ -331,7 +342,12 @@ SAMPLES = [
     "Thought: x\nAction: brightness(image_1)\nAction: pick(image_2, 'm', 1)",
     "Final Answer: mean brightness 31.5", "Final Answer: brightness", "Final Answer: 31.5 mean",
     "Final Answer: mean  brightness", "Final Answer: Looks right.",
+    # past the bounds: a 1,200-character thought, a 300-character answer, a 70-character string argument
+    "Thought: " + "x" * 1200 + "\nAction: brightness(image_1)", "Thought: x\nFinal Answer: " + "y" * 2100,
+    "Final Answer: " + "y " * 150, "Action: pick(image_1, '" + "z" * 70 + "', 3)",
+    "Looks" + " right" * 10 + "\nScore: 1",
 ]
+LONG = SAMPLES[-5:]
 
 
 def test_portable_regex_accepts_exactly_what_mmreact_accepts() -> None:
@@ -350,7 +366,7 @@ def _vocab() -> list[str]:
     return chars + ["Thought", ": ", "Action", "Final", " Answer", "brightness", "image_", "pick", "</s>"]
 
 
-@pytest.mark.parametrize(("name", "idx"), [("score", 0), ("full", 1), ("embedded", 2), ("grounded", 3)])
+@pytest.mark.parametrize(("name", "idx"), [(name, i) for i, name in enumerate(NAMES)])
 @pytest.mark.parametrize("form", ["gbnf", "regex"])
 def test_xgrammar_compiles_the_wire_form_and_agrees(name: str, idx: int, form: str,
                                                     capfd: pytest.CaptureFixture[str]) -> None:
@@ -368,7 +384,7 @@ def test_xgrammar_compiles_the_wire_form_and_agrees(name: str, idx: int, form: s
         assert ends == language.accepts(sample), (sample, form, name)
 
 
-@pytest.mark.parametrize(("name", "idx"), [("score", 0), ("full", 1), ("embedded", 2), ("grounded", 3)])
+@pytest.mark.parametrize(("name", "idx"), [(name, i) for i, name in enumerate(NAMES)])
 def test_llguidance_validates_the_wire_forms(name: str, idx: int) -> None:
     """llguidance: vLLM's ``guidance`` backend and SGLang's ``llguidance`` backend."""
     llg = pytest.importorskip("llguidance")
@@ -376,6 +392,43 @@ def test_llguidance_validates_the_wire_forms(name: str, idx: int) -> None:
     for fmt, text in (("grammar", language.gbnf), ("regex", portable_regex(language.regex))):
         is_error, messages = llg.LLMatcher.validate_grammar_with_warnings(llg.grammar_from(fmt, text))
         assert (is_error, messages) == (False, []), (fmt, name, messages)
+
+
+def test_served_languages_leave_lengths_to_max_tokens() -> None:
+    """vLLM and SGLang get each language without its long bounded runs (xgrammar compiles each
+    position of ``{0,1999}`` against the whole vocabulary: seconds per step, ``tools/bench_grammar.py``):
+    the same strings within the bounds, and no bound past them. llama.cpp keeps the bounds."""
+    bounded_run = regex.compile(r"\]\{\d+,(\d+)\}")  # a character class repeated up to N times, in GBNF
+    for name, language in _languages():
+        if name.endswith("-served"):
+            continue
+        sent = served("vllm", language)
+        assert served("llamacpp", language) is language
+        for kind in ("vllm", "vllm-regex", "sglang", "sglang-regex"):
+            assert language_fields(kind, served(kind, language)) == language_fields(kind, sent)
+        assert all(int(n) <= 16 for n in bounded_run.findall(sent.gbnf)), (name, sent.gbnf)
+        for text in SAMPLES:
+            if text in LONG and not language.accepts(text):
+                continue  # past a bound: see below
+            assert sent.accepts(text) == language.accepts(text), (name, text)
+    full, first, score = (dict(_languages())[n] for n in ("full", "embedded", "score"))
+    answer = StepGrammar((), True, EMBEDDED)  # an answer-only step of the embedded settings
+    assert "{0,999}" in full.gbnf and "{0,1999}" in full.gbnf and "{0,199}" in answer.gbnf and "{0,60}" in first.gbnf
+    for language, text in zip((full, full, answer, first, score), LONG, strict=True):
+        assert not language.accepts(text) and served("sglang", language).accepts(text), text
+    assert served("vllm", full).max_chars is None and full.max_chars == 3024
+
+
+def test_a_constrained_request_keeps_the_bounds_budget() -> None:
+    """The served language has no length bound, so the request's ``max_tokens`` is the bound: the
+    bounded language's longest reply (+ 8), as in process."""
+    with ScriptedOpenAI([Reply(content="Thought: " + "x" * 1500 + "\nAction: brightness(image_1)")]) as srv:
+        llm = OpenAILLM("test-model", base_url=srv.base_url, grammar="vllm", max_retries=0)
+        request = LLMRequest(messages=[Message("user", "q")], tools=[brightness], handles=("image_1",), kind="react")
+        done = llm.complete(request)
+    assert srv.requests[0].body["max_tokens"] == first_grammar().max_chars + 8
+    # a reply past the in-process bound is still one the server's grammar allowed: no warning
+    assert "warning" not in done.meta and done.text.endswith("Action: brightness(image_1)")
 
 
 def test_language_fields_cover_every_kind() -> None:

@@ -76,6 +76,7 @@ from .server_grammar import (
     language_fields,
     options_name,
     sampling_fields,
+    served,
     spec_settings,
     step_options,
 )
@@ -352,11 +353,12 @@ class OpenAILLM(LLM):
             limit = max(request.max_tokens, bound + 8) if bound is not None else request.max_tokens
             params = self._params(request, limit, kind)
             params["messages"] = messages
-            params["extra_body"] = {**params.get("extra_body", {}), **language_fields(kind, language)}
+            sent = served(kind, language)  # long runs unbounded: the budget above bounds them
+            params["extra_body"] = {**params.get("extra_body", {}), **language_fields(kind, sent)}
             content, _, usage, finish, first = self._call(params, request.on_text if stream else None, t0,
                                                           language=True)
             seen.update(finish_reason=finish, first=first)
-            if finish != "length" and not language.accepts(content):
+            if finish != "length" and not sent.accepts(content):
                 seen["outside"] = True
             return Generated(content, getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None))
 
