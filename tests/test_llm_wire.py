@@ -116,7 +116,7 @@ def test_each_server_gets_the_step_language_in_its_own_field(kind: str) -> None:
     assert trace.answer == "31.5" and [s.error for s in trace.steps] == [None, None]
     assert [s.decided for s in trace.steps] == ["after_thought", "after_thought"]
     assert trace.steps[0].choices == first_grammar().choices > 1
-    assert srv.gets == []  # the kind was named: nothing to detect
+    assert srv.gets == ["/v1/models"]  # the kind was named: read once, only for the context size
     first, second = (r.body for r in srv.requests)
     g = first_grammar()
     expected = _fields(kind, g)
@@ -238,8 +238,10 @@ def test_rejected_grammar_gets_one_retry_without_it_and_a_warning(status: int,
     assert ["grammar" in r.body for r in srv.requests] == [True, False, False]  # remembered after one retry
     rejected, retry, later = (r.body for r in srv.requests)
     # the retry is the same request without the server's own fields, plus the stop a free reply needs
-    assert {k: v for k, v in rejected.items() if k not in ("grammar", "repeat_penalty")} == {
-        k: v for k, v in retry.items() if k != "stop"}
+    assert {k: v for k, v in rejected.items() if k not in ("grammar", "repeat_penalty", "max_tokens")} == {
+        k: v for k, v in retry.items() if k not in ("stop", "max_tokens")}
+    # a free reply's budget, not the one the grammar's longest reply needed
+    assert rejected["max_tokens"] == first_grammar().max_chars + 8 and retry["max_tokens"] == 512
     assert retry["stop"] == ["\nObservation:"] and "repeat_penalty" not in retry and "repeat_penalty" not in later
     assert later["max_tokens"] == 512 and later["stop"] == ["\nObservation:"]  # a plain request from now on
     for done in (first, second):
@@ -251,7 +253,7 @@ def test_rejected_grammar_gets_one_retry_without_it_and_a_warning(status: int,
 
 
 def test_a_bad_request_that_is_not_the_grammar_is_still_an_error() -> None:
-    script = [Reply.fail(400, "This model's maximum context length is 8 tokens.")] * 2 + [
+    script = [Reply.fail(400, "Conversation roles must alternate user/assistant/user/assistant.")] * 2 + [
         Reply(content="Final Answer: 31.5")]
     request = LLMRequest(messages=[Message("user", "q")], tools=[brightness], handles=("image_1",), kind="react")
     with ScriptedOpenAI(script) as srv:
@@ -259,7 +261,7 @@ def test_a_bad_request_that_is_not_the_grammar_is_still_an_error() -> None:
         with pytest.raises(LLMError) as info:
             llm.complete(request)
         assert llm.complete(request).text == "Final Answer: 31.5"
-    assert one_sentence(str(info.value)) and "context length" in str(info.value)
+    assert one_sentence(str(info.value)) and "roles must alternate" in str(info.value)
     # one retry without the field; the server is not marked as rejecting it, so the next step sends it
     assert ["structured_outputs" in r.body for r in srv.requests] == [True, False, True]
 

@@ -68,7 +68,7 @@ CONSTRAINED = frozenset({"llamacpp", "vllm", "vllm-regex", "sglang", "sglang-reg
 #: ``owned_by`` of ``GET /v1/models`` -> server kind.
 OWNED_BY: Mapping[str, str] = {"llamacpp": "llamacpp", "me": "llamacpp", "vllm": "vllm", "sglang": "sglang"}
 #: Settings an ``openai:`` spec may carry after ``?`` (``openai:MODEL@URL?grammar=llamacpp&options=embedded``).
-SPEC_KEYS = ("grammar", "options", "mode", "seed", "temperature")
+SPEC_KEYS = ("grammar", "options", "mode", "seed", "temperature", "max_tokens")
 #: Names for :class:`~mmreact.llms.grammar.StepOptions` on the spec (``options=embedded``).
 OPTIONS: Mapping[str, StepOptions] = {"full": FULL, "embedded": EMBEDDED}
 
@@ -123,9 +123,9 @@ def spec_settings(query: str) -> dict[str, Any]:
         if key not in SPEC_KEYS:
             raise ConfigError(f"Unknown setting '{key}' in the openai: spec; use {', '.join(SPEC_KEYS)} "
                               "(e.g. openai:MODEL@URL?grammar=llamacpp&options=embedded).")
-        if key in ("seed", "temperature"):
+        if key in ("seed", "temperature", "max_tokens"):
             try:
-                out[key] = int(value) if key == "seed" else float(value)
+                out[key] = float(value) if key == "temperature" else int(value)
             except ValueError:
                 raise ConfigError(f"The {key} in the openai: spec must be a number, got '{value}'.") from None
         else:
