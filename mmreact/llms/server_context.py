@@ -126,8 +126,9 @@ class Room:
             self.learn(params, refused.prompt)
         if self.context is None:
             return None
-        if refused.prompt is None:
-            self.fit(params)
+        if refused.prompt is None:  # fit by the estimate, unless the prompt alone seems to fill it
+            if self.estimate(prompt_chars(params)) < self.context:
+                self.fit(params)
             return None
         if refused.prompt >= self.context:
             return (f"the conversation ({refused.prompt:,} tokens) no longer fits its {self.context:,}-token "

@@ -35,9 +35,9 @@ Decisions:
 * **Lengths through ``max_tokens``, not the grammar** (:func:`served`). xgrammar builds a token
   mask for every position of a grammar before decoding, and a bounded run (the ``FULL`` thought's
   ``[^\\r\\n]{0,999}``, an answer's ``{0,1999}``, the ``EMBEDDED`` answer's ``{0,199}``) is a thousand
-  positions: with a 151k-token vocabulary that took 17 to 25 s per step on this project's 2-core
+  positions: with a 151k-token vocabulary that took 17 to 22 s per step on this project's 2-core
   machine, and the language changes every step, so the server compiles it each time. Sent
-  unbounded (``[^\\r\\n]*``), the same step compiles in about 0.1 s (``python tools/bench_grammar.py``).
+  unbounded (``[^\\r\\n]*``), the same step compiles in under 0.1 s (``python tools/bench_grammar.py``).
   The language is otherwise the same; the request keeps the token budget the bounds gave
   (longest reply + 8), so every reply the bounded language holds still fits, and a reply that
   would run past a bound is cut by ``max_tokens`` instead (``finish_reason`` ``length``). The
