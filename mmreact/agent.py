@@ -368,6 +368,13 @@ class Chat:
 
     def _loop(self, question: str, images: Sequence[ImageSource] | ImageSource,
               on_text: Callable[[str], None] | None) -> Iterator[StepRecord | Result]:
+        try:
+            yield from self._turn(question, images, on_text)
+        finally:  # answered, stopped, failed or abandoned by its reader: unused prefetch jobs go
+            self.prefetch.end()
+
+    def _turn(self, question: str, images: Sequence[ImageSource] | ImageSource,
+              on_text: Callable[[str], None] | None) -> Iterator[StepRecord | Result]:
         if not isinstance(question, str) or not question.strip():
             raise ConfigError("The question is empty; ask something about the image(s).")
         agent = self.agent
@@ -390,7 +397,7 @@ class Chat:
         # Chosen per turn: weights pulled since the agent was made count (a guess never downloads).
         ahead = prefetching.choose(agent.prefetch, agent.tools, agent.llm) if new else ()
         if ahead:
-            self.prefetch.start(ahead, new, self.images, _executor())
+            self.prefetch.start(ahead, new, self.images)
         self.messages.append(Message("user", render.question_text(question, new, self.images)))
         steps: list[StepRecord] = []
         failures = 0
@@ -500,6 +507,7 @@ class Chat:
                 status = "too_many_errors"
                 message = f"Stopped after {failures} unusable steps in a row (last problem: {error})."
                 break
+        self.prefetch.end()  # before the trace, which then lists the jobs it cancelled
         result = Result(answer=answer, trace=trace(), images={h: img for h, img in self.images.items()})
         self.turns.append(result)
         yield result

@@ -57,6 +57,37 @@ def _save_annotated(path: str, image: Any, artifacts: Any) -> None:
         _fail(str(exc))
 
 
+def _with_max_tokens(spec: str | None, max_tokens: int | None) -> str | None:
+    """The LLM spec with ``--max-tokens`` as its ``max_tokens`` setting (model servers only)."""
+    if max_tokens is None:
+        return spec
+    if not (spec or "").strip().lower().startswith("openai:"):
+        raise MMReactError("--max-tokens caps the replies of a model server (--llm openai:MODEL@URL); "
+                           f"the LLM here is {spec or 'default'}.")
+    assert spec is not None
+    if "max_tokens=" in spec.partition("?")[2]:
+        raise MMReactError("Give max_tokens once: in the openai: spec or as --max-tokens, not both.")
+    return f"{spec}{'&' if '?' in spec else '?'}max_tokens={max_tokens}"
+
+
+def _show_llm_warnings() -> None:
+    """Print each :class:`~mmreact.errors.LLMWarning` (a server that does not apply the step
+    grammar) as one line on stderr, verbose or not; the backend issues each one once."""
+    import warnings
+
+    from .errors import LLMWarning
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
+        if issubclass(category, LLMWarning):
+            typer.echo(f"mmreact: warning: {message}", err=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 @app.command()
 def ask(
     args: Annotated[list[str], typer.Argument(metavar="IMAGE... QUESTION", help="One or more images, then the question.")],
@@ -71,6 +102,9 @@ def ask(
     examples: Annotated[Optional[str], typer.Option("--examples", metavar="FILE.jsonl", help="Solved examples to "
                         "show first: the eval JSONL format plus optional steps (see mmreact.shots).")] = None,
     grounding: GroundingOpt = "auto",
+    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Longest reply in tokens a model "
+                          "server (openai:) may write per step (default: what the step needs, fitted to the server's "
+                          "context).")] = None,
 ) -> None:
     """Ask a question about one or more images; print the answer."""
     from .agent import Agent
@@ -85,8 +119,9 @@ def ask(
             from .annotate import image_format
 
             image_format(save_annotated)  # a bad path fails now, not after the run
-        agent = Agent(llm=llm, tools=parse_tool_list(tools), max_steps=max_steps, prefetch=prefetch,
-                      examples=examples, grounding=grounding)
+        _show_llm_warnings()
+        agent = Agent(llm=_with_max_tokens(llm, max_tokens), tools=parse_tool_list(tools), max_steps=max_steps,
+                      prefetch=prefetch, examples=examples, grounding=grounding)
         console = _err_console() if verbose else None
         if console is not None:
             from .registry import plugin_failures

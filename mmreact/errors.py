@@ -50,6 +50,12 @@ class LLMError(MMReactError, RuntimeError):
         return self
 
 
+class LLMWarning(UserWarning):
+    """The LLM backend answers, but not as set up: a model server that rejected or ignored the step
+    grammar, whose replies are then free and may not parse. Issued once per backend and message
+    (Python shows a ``UserWarning`` by default; ``mmreact ask`` prints it as ``mmreact: warning: ...``)."""
+
+
 class WeightsMissingError(MMReactError, RuntimeError):
     """A model's weights are not on this machine (the message says how to provide them)."""
 

@@ -18,18 +18,29 @@ Which experts (``Agent(prefetch=...)``, ``mmreact ask --prefetch``):
 
   - when the first step can only call one tool (one prefetchable tool offered, a backend whose
     first step must act), that tool: the call is certain, so prefetching costs nothing extra;
-  - when the LLM does not run on this machine (OpenAI-compatible servers, LangChain models, the
+  - when the LLM does not run on this machine (a server on another host, LangChain models, the
     scripted LLM: ``LLM.runs_locally`` is false) or a GPU is present, every prefetchable tool:
     the CPU or GPU would otherwise sit idle during the LLM's step;
   - otherwise (a local LLM on the CPU with several tools) none: the experts and the LLM would
-    share the same cores, and the model's step slows down by as much as the prefetch saves.
+    share the same cores, and the model's step slows down by as much as the prefetch saves. A
+    server on a loopback address (``openai:MODEL@http://127.0.0.1:8000/v1``) is this machine.
+
+A prefetch never holds the user up. Jobs run on their own daemon threads (:func:`pool`): when the
+turn ends (an answer, a step limit, an error), jobs not started yet are cancelled and running ones
+are abandoned: they finish into the cache if the process lives on (a chat, a server), and the
+interpreter exits without waiting for them (Python joins a ``ThreadPoolExecutor``'s threads at
+exit: a CLI run whose model answered at once used to wait for every unused expert). A running
+expert cannot be stopped midway (torch and llama.cpp have no cancellation), so an abandoned job
+still uses its cores until it ends or the process exits.
 """
 
 from __future__ import annotations
 
 import contextlib
+import queue
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -38,8 +49,6 @@ from .errors import ConfigError, one_line
 from .trace import PrefetchRecord
 
 if TYPE_CHECKING:
-    from concurrent.futures import ThreadPoolExecutor
-
     from .images import ImageTable
     from .llms.base import LLM
     from .tools import Tool
@@ -111,6 +120,56 @@ def choose(policy: Policy, tools: Sequence[Tool], llm: LLM) -> tuple[Tool, ...]:
     return ()
 
 
+class DaemonPool:
+    """Up to ``workers`` daemon threads that run submitted calls: an interpreter exits without
+    waiting for them (unlike ``ThreadPoolExecutor``, whose threads it joins). Threads start as
+    calls arrive and stay for later ones; a call whose future was cancelled before it started
+    never runs."""
+
+    def __init__(self, workers: int, name: str) -> None:
+        self.workers = workers
+        self.name = name
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        with self._lock:
+            self._queue.put((future, fn, args))
+            if self._idle:
+                self._idle -= 1
+            elif self._threads < self.workers:
+                self._threads += 1
+                threading.Thread(target=self._work, name=f"{self.name}-{self._threads}", daemon=True).start()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            future, fn, args = self._queue.get()
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as exc:  # noqa: BLE001 - handed to the future, as an executor does
+                    future.set_exception(exc)
+            with self._lock:
+                self._idle += 1
+
+
+_pool: DaemonPool | None = None
+_pool_lock = threading.Lock()
+
+
+def pool() -> DaemonPool:
+    """The process's prefetch threads (16 at most, as the agent's tool pool)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = DaemonPool(16, "mmreact-prefetch")
+        return _pool
+
+
 @dataclass
 class Job:
     tool: str
@@ -130,7 +189,8 @@ class Prefetch:
     jobs: dict[str, Job] = field(default_factory=dict)
 
     def start(self, tools: Sequence[Tool], handles: Sequence[str], images: ImageTable,
-              pool: ThreadPoolExecutor) -> None:
+              threads: DaemonPool | None = None) -> None:
+        threads = threads or pool()
         for handle in handles:
             image = images.get(handle)
             if image is None:
@@ -143,7 +203,7 @@ class Prefetch:
                     continue
                 resolved = {**bound, pname: image}
                 job = Job(tool.name, call, None, time.perf_counter())  # type: ignore[arg-type]
-                job.future = pool.submit(self._run, tool, resolved, job)
+                job.future = threads.submit(self._run, tool, resolved, job)
                 self.jobs[call] = job
 
     @staticmethod
@@ -156,6 +216,13 @@ class Prefetch:
             job.error = one_line(exc)
         finally:
             job.ended = time.perf_counter()
+
+    def end(self) -> None:
+        """The turn is over: cancel the jobs that have not started (a running one is abandoned:
+        it finishes into the cache, or dies with the process)."""
+        for job in self.jobs.values():
+            if job.future.cancel():
+                job.error = "cancelled: the turn ended before it started"
 
     def answered(self, call: str, source: str) -> bool:
         """Whether the model's ``call``, which got its result from ``source`` (``"cache"`` or

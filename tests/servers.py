@@ -7,8 +7,10 @@ Nothing here reaches beyond 127.0.0.1.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import json
+import re
 import socket
 import struct
 import subprocess
@@ -185,10 +187,19 @@ class ScriptedOpenAI:
     ``owned_by`` is what ``GET /v1/models`` names as each model's owner, as real servers do
     (``"llamacpp"``, ``"me"``, ``"vllm"``, ``"sglang"``); ``None``: that route answers 404. GET
     requests are recorded in ``gets``, POST requests in ``requests``.
+
+    ``context`` makes it a server with that many tokens of context, as vLLM checks it: a request
+    whose prompt (counted by :func:`count_tokens`) plus ``max_tokens`` passes it is answered HTTP
+    400 with vLLM's sentence naming both sizes, before any reply is used; ``GET /v1/models`` then
+    reports it as ``max_model_len`` unless ``report_context`` is false; replies count the prompt
+    in ``usage.prompt_tokens``. ``refused`` lists the requests it refused so.
     """
 
     def __init__(self, replies: list[Reply], *, repeat_last: bool = False, models: tuple[str, ...] = ("test-model",),
-                 owned_by: str | None = None):
+                 owned_by: str | None = None, context: int | None = None, report_context: bool = True):
+        self.context = context
+        self.report_context = report_context
+        self.refused: list[Received] = []
         self.replies = list(replies)
         self.repeat_last = repeat_last
         self.models = models
@@ -269,8 +280,10 @@ class ScriptedOpenAI:
                 if owner.owned_by is None or not self.path.endswith("/models"):
                     self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
                     return
+                size = {"max_model_len": owner.context} if owner.context and owner.report_context else {}
                 self._send_json(200, {"object": "list", "data": [
-                    {"id": m, "object": "model", "created": 1, "owned_by": owner.owned_by} for m in owner.models]})
+                    {"id": m, "object": "model", "created": 1, "owned_by": owner.owned_by, **size}
+                    for m in owner.models]})
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 length = int(self.headers.get("Content-Length") or 0)
@@ -286,7 +299,27 @@ class ScriptedOpenAI:
                     self._send_json(404, {"error": {"message": f"The model `{model}` does not exist.",
                                                     "type": "invalid_request_error", "code": "model_not_found"}})
                     return
+                prompt = count_tokens(body)
+                if owner.context is not None:
+                    asked = body.get("max_tokens", body.get("max_completion_tokens")) or 0
+                    if prompt >= owner.context:
+                        message = (f"This model's maximum context length is {owner.context} tokens. However, your "
+                                   f"request has {prompt} input tokens. Please reduce the length of the input messages.")
+                    elif prompt + asked > owner.context:
+                        message = (f"'max_tokens' or 'max_completion_tokens' is too large: {asked}. This model's "
+                                   f"maximum context length is {owner.context} tokens and your request has {prompt} "
+                                   f"input tokens ({asked} > {owner.context} - {prompt}).")
+                    else:
+                        message = ""
+                    if message:
+                        with owner._lock:
+                            owner.refused.append(owner.requests[-1])
+                        self._send_json(400, {"error": {"message": message, "type": "BadRequestError",
+                                                        "param": None, "code": 400}})
+                        return
                 reply = owner._next()
+                if owner.context is not None:
+                    reply = dataclasses.replace(reply, usage=(prompt, reply.usage[1]))
                 if reply.delay:
                     time.sleep(reply.delay)
                 if reply.error is not None:
@@ -311,6 +344,14 @@ class ScriptedOpenAI:
                 self.wfile.flush()
 
         return Handler
+
+
+def count_tokens(body: dict[str, Any]) -> int:
+    """A stand-in tokenizer: each word and each punctuation mark of every message is a token,
+    plus 4 per message (the chat template) and the tools' JSON the same way."""
+    words = re.compile(r"\w+|[^\w\s]")
+    text = [str(m.get("content") or "") for m in body.get("messages") or ()]
+    return sum(len(words.findall(t)) + 4 for t in text) + len(words.findall(json.dumps(body.get("tools") or [])))
 
 
 # -- a tiny tool and image shared by the LLM backend tests -----------------------------------

@@ -92,7 +92,7 @@ def test_a_call_answered_by_another_chats_computation_is_labelled_cache():
             jobs = list(chat.prefetch.jobs.values())  # type: ignore[attr-defined]
             assert [j.call for j in jobs] == ["look(image_1)"]
             assert wait_until(lambda: any(blocked_on_a_future(t) for t in threading.enumerate()
-                                          if t.name.startswith("mmreact-tool")))  # the job waits for A
+                                          if t.name.startswith("mmreact-prefetch")))  # the job waits for A
             gate.set()  # A finishes; B's job, which waited for it, ends
             assert wait_until(lambda: jobs[0].ended is not None)
             return "Action: look(image_1)"
@@ -180,7 +180,7 @@ def test_the_label_does_not_depend_on_when_the_job_records_its_source():
         job.__class__ = LateJob
         LateJob.model_call = me = threading.current_thread()
         assert wait_until(lambda: any(blocked_on_a_future(t) for t in threading.enumerate()
-                                      if t.name.startswith("mmreact-tool")))  # the job waits for A
+                                      if t.name.startswith("mmreact-prefetch")))  # the job waits for A
 
         def open_when_the_call_waits() -> None:
             wait_until(lambda: blocked_on_a_future(me))

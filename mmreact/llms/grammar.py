@@ -20,6 +20,9 @@ Settings (:class:`StepOptions`) belong to the backend, not to the language:
   thought first (one line, up to 1,000 characters), up to four calls per step, optional
   arguments, answers of up to 2,000 characters over several lines; the model may answer without
   a tool. The bounds guarantee that every reply ends (the token budget grows to fit them).
+  In-process backends keep them (llama.cpp checks the grammar token by token, llguidance builds
+  masks lazily: neither pays for a long bound); model servers are sent the language with the
+  long runs unbounded and the same token budget (:func:`mmreact.llms.server_grammar.served`).
 * :data:`EMBEDDED` (the embedded 135M default): the strict settings that keep a tiny model on
   the rails: no thought (measured: after a thought SmolLM2-135M nearly always called the first
   tool listed; deciding directly it picks by the question), one call per step without optional
@@ -60,7 +63,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from ..tools import Param, Tool
 from .base import Completion, LLMRequest, Message
-from .gbnf import Alt, Chars, Lit, Node, Rep, Seq, drop_prefix, max_chars, to_gbnf, to_regex
+from .gbnf import Alt, Chars, Lit, Node, Rep, Seq, drop_prefix, max_chars, to_gbnf, to_regex, unbounded
 
 __all__ = ["EMBEDDED", "FULL", "Generated", "Lit", "LocalSteps", "StepGrammar", "StepOptions", "describe",
            "run_step", "step_grammar"]
@@ -307,6 +310,10 @@ class StepGrammar:
     prefill: str = ""
     #: Grounded answers: the word sequences the answer is a run of (``None``: a free answer).
     phrases: tuple[tuple[str, ...], ...] | None = None
+    #: ``False``: the free-text runs (thought, answer, string arguments) have no length bound in
+    #: the language itself (:func:`~mmreact.llms.gbnf.unbounded`); the reply's token budget bounds
+    #: them instead. What model servers are sent (:func:`mmreact.llms.server_grammar.served`).
+    bounded: bool = True
 
     @property
     def allows_action(self) -> bool:
@@ -340,6 +347,10 @@ class StepGrammar:
 
     @functools.cached_property
     def _rules(self) -> dict[str, Node]:
+        rules = self._bounded_rules()
+        return rules if self.bounded else {name: unbounded(node) for name, node in rules.items()}
+
+    def _bounded_rules(self) -> dict[str, Node]:
         o = self.options
         rules: dict[str, Node] = {}
         if self.mode == "answer":

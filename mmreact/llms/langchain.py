@@ -82,6 +82,16 @@ class LangChainLLM(LLM):
         self.name = f"langchain:{model_label(chat_model)}"
         self._bound: tuple[tuple[int, ...], Any] | None = None
 
+    @property
+    def runs_locally(self) -> bool:
+        """Whether the chat model's server is this machine (``ChatOllama``'s default
+        ``localhost:11434``, a ``ChatOpenAI`` pointed at 127.0.0.1): its ``base_url`` or
+        ``openai_api_base`` is a loopback address. A model with neither is taken as hosted."""
+        from .base import on_this_machine
+
+        url = getattr(self.chat_model, "base_url", None) or getattr(self.chat_model, "openai_api_base", None)
+        return isinstance(url, str) and on_this_machine(url)
+
     def _with_tools(self, tools: Sequence[Tool]) -> Any:
         key = tuple(id(t) for t in tools)
         if self._bound is None or self._bound[0] != key:

@@ -3,7 +3,7 @@
 Spec strings: ``openai:MODEL`` (key from ``OPENAI_API_KEY``, URL from ``OPENAI_BASE_URL`` or
 api.openai.com) and ``openai:MODEL@BASE_URL``, e.g. ``openai:smollm2@http://127.0.0.1:8000/v1``.
 Settings follow as a query: ``openai:smollm2@http://127.0.0.1:8000/v1?grammar=llamacpp&options=embedded``
-(keys: ``grammar``, ``options``, ``mode``, ``seed``, ``temperature``; see
+(keys: ``grammar``, ``options``, ``mode``, ``seed``, ``temperature``, ``max_tokens``; see
 :func:`mmreact.llms.server_grammar.spec_settings`).
 
 Decisions:
@@ -32,12 +32,15 @@ Decisions:
 * **Step settings**: ``options=full`` (default, as ``gguf:``), ``options=embedded`` (the embedded
   135M default's) or any :class:`~mmreact.llms.grammar.StepOptions`; ``writes_thoughts`` follows it.
   As in-process, a constrained reply's token budget grows to fit the language's longest reply
-  (``full``: ~3,000); a server with a small context may refuse that (one sentence): cap it with
-  ``max_tokens``.
+  (``full``: ~3,000; the language sent has no length bounds, the budget is the bound: see
+  :func:`~mmreact.llms.server_grammar.served`), fitted to the server's context
+  (:mod:`mmreact.llms.server_context`); ``max_tokens`` (``?max_tokens=N``, ``--max-tokens``) caps it.
 * **A server that rejects the grammar** (HTTP 400/422 to a request carrying it) gets one retry of
   that step without it; when the retry succeeds the server is remembered as unconstrained and its
   steps carry ``meta["warning"]``, as does a reply a server returned outside the language (one that
-  ignores the field). Each warning is also logged once on the ``mmreact`` logger.
+  ignores the field). Each warning is also issued once per backend as an
+  :class:`~mmreact.errors.LLMWarning` (shown by Python's default filters; ``mmreact ask`` prints it
+  on stderr) and logged on the ``mmreact`` logger.
 * **Keys.** ``api_key`` > ``OPENAI_API_KEY``. Without a key, api.openai.com is a :class:`ConfigError`
   at construction; any other base URL gets a placeholder key (local servers ignore it).
 * **Retries.** The SDK's own: exponential backoff (0.5 s doubling, capped at 8 s, with jitter; a
@@ -61,13 +64,15 @@ import logging
 import os
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..errors import ConfigError, LLMError, one_line
+from ..errors import ConfigError, LLMError, LLMWarning, one_line
 from ..protocol import Call, ParseError, new_call_id, parse
-from .base import LLM, Completion, LLMRequest, Message, chat_messages
+from .base import LLM, Completion, LLMRequest, Message, chat_messages, on_this_machine
 from .grammar import EMBEDDED, FULL, Generated, StepGrammar, StepOptions, run_step, step_grammar
+from .server_context import Room, budget, context_of, overflow
 from .server_grammar import (
     CONSTRAINED,
     OLLAMA_NOTE,
@@ -76,6 +81,7 @@ from .server_grammar import (
     language_fields,
     options_name,
     sampling_fields,
+    served,
     spec_settings,
     step_options,
 )
@@ -191,10 +197,14 @@ class OpenAILLM(LLM):
         #: why the server is no longer sent the step language (it rejected it), else ``None``
         self._rejected: str | None = None
         self._logged: set[str] = set()
+        #: the server's context and the rate it counts prompt tokens at (:mod:`.server_context`)
+        self._room = Room()
 
     def _spec_query(self) -> str:
         """The settings that differ from the defaults, as a spec query (part of :attr:`name`)."""
         parts = [f"grammar={self.grammar}"] if self.grammar != "auto" else []
+        if self.max_tokens is not None:
+            parts.append(f"max_tokens={self.max_tokens}")
         if self.options != FULL:
             parts.append(f"options={options_name(self.options)}")
         if self.seed is not None:
@@ -229,6 +239,11 @@ class OpenAILLM(LLM):
     def grounds_by_default(self) -> bool:
         return self.grounds_answers and self.options == EMBEDDED
 
+    @property
+    def runs_locally(self) -> bool:
+        """A server on a loopback address decodes on this machine's cores (see :mod:`mmreact.prefetch`)."""
+        return on_this_machine(self.base_url)
+
     # -- client ---------------------------------------------------------------------------
     def client(self) -> Any:
         """The SDK client, created on first use (importing ``openai`` takes ~0.5 s)."""
@@ -258,11 +273,22 @@ class OpenAILLM(LLM):
         try:
             page = self.client().models.list()
             owned = [str(getattr(m, "owned_by", "") or "") for m in page.data]
+            self._room.context, self._room.asked = context_of(page.data, self.model), True
         except (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError) as exc:
             raise self._error(exc) from None  # the same sentence the chat request would give
         except Exception:  # noqa: BLE001 - no model list (404), or not the OpenAI shape: not a known server
             return "none"
         return detect(owned)
+
+    def _ask_context(self) -> None:
+        """Read the model list once for the context where the kind was named (``auto`` read it)."""
+        with self._kind_lock:
+            if not self._room.asked:
+                try:
+                    self._room.context = context_of(self.client().models.list().data, self.model)
+                except Exception:  # noqa: BLE001 - no list: a refusal may still name the context
+                    pass
+                self._room.asked = True
 
     # -- one step -------------------------------------------------------------------------
     def complete(self, request: LLMRequest) -> Completion:
@@ -285,14 +311,16 @@ class OpenAILLM(LLM):
             return self._warn(done, OLLAMA_NOTE)
         if self._rejected is not None and kind in CONSTRAINED and language:
             return self._warn(done, f"The server at {self.base_url} rejected the step grammar earlier ({kind}), "
-                                    "so its replies are not constrained and may not parse.")
+                                    "so its replies are not constrained and may not parse.", told=True)
         return done
 
-    def _warn(self, done: Completion, warning: str) -> Completion:
+    def _warn(self, done: Completion, warning: str, *, told: bool = False) -> Completion:
+        """``warning`` in the step's meta; issued once per backend, unless the user was ``told`` already."""
         done.meta["warning"] = warning
-        if warning not in self._logged:
+        if not told and warning not in self._logged:  # on the log, and where a user sees it
             self._logged.add(warning)
             log.warning("%s: %s", self.name, warning)
+            warnings.warn(warning, LLMWarning, stacklevel=2)
         return done
 
     def _params(self, request: LLMRequest, limit: int, kind: str) -> dict[str, Any]:
@@ -311,8 +339,11 @@ class OpenAILLM(LLM):
     def _plain(self, request: LLMRequest, kind: str, *, tools: bool, base: dict[str, Any] | None = None) -> Completion:
         """One unconstrained chat completion (text ReAct, native tools, or a plain text reply);
         ``base``: the params of a rejected constrained request, sent again without ``extra_body``."""
-        params = self._params(request, request.max_tokens, kind) if base is None else {
-            k: v for k, v in base.items() if k not in ("extra_body", "stream", "stream_options")}
+        params = self._params(request, request.max_tokens, kind)
+        if base is not None:  # the rejected request without its language, and a free reply's budget
+            params = {**{k: v for k, v in base.items() if k not in (
+                "extra_body", "stream", "stream_options", "max_tokens", "max_completion_tokens")},
+                      "max_tokens": params["max_tokens"]}
         if tools:
             params["messages"] = openai_messages(request.messages, request.tools, note=TOOLS_NOTE)
             params["tools"] = tool_specs(request.tools)
@@ -345,13 +376,16 @@ class OpenAILLM(LLM):
             # ``stop_when`` is not needed: where it would stop, the server's grammar ends the reply.
             bound = language.max_chars
             limit = max(request.max_tokens, bound + 8) if bound is not None else request.max_tokens
+            if limit > request.max_tokens and not self._room.asked:
+                self._ask_context()  # a grown budget may not fit a small context
             params = self._params(request, limit, kind)
             params["messages"] = messages
-            params["extra_body"] = {**params.get("extra_body", {}), **language_fields(kind, language)}
+            sent = served(kind, language)  # long runs unbounded: the budget above bounds them
+            params["extra_body"] = {**params.get("extra_body", {}), **language_fields(kind, sent)}
             content, _, usage, finish, first = self._call(params, request.on_text if stream else None, t0,
                                                           language=True)
             seen.update(finish_reason=finish, first=first)
-            if finish != "length" and not language.accepts(content):
+            if finish != "length" and not sent.accepts(content):
                 seen["outside"] = True
             return Generated(content, getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None))
 
@@ -383,13 +417,28 @@ class OpenAILLM(LLM):
         if on_text is not None:
             params["stream"] = True
             params["stream_options"] = {"include_usage": True}
-        for _ in range(len(_DROPPABLE) + 1):
+        refitted = False
+        for _ in range(len(_DROPPABLE) + 2):
             self._apply_quirks(params)
+            if not refitted:
+                self._room.fit(params)
             try:
-                if on_text is not None:
-                    return self._stream(params, on_text, t0)
-                return self._once(params)
+                out = self._stream(params, on_text, t0) if on_text is not None else self._once(params)
+                self._room.learn(params, getattr(out[2], "prompt_tokens", None))
+                return out
             except openai.BadRequestError as exc:
+                refused = overflow(getattr(exc, "body", None), _detail(exc, 1000))
+                if refused is not None:  # too long for the context: not the grammar's fault
+                    before = budget(params)
+                    if refitted:
+                        raise self._error(exc) from None
+                    reason = self._room.refit(params, refused)
+                    if reason is not None:
+                        raise LLMError(f"The server at {self.base_url} refused the request: {reason}.") from None
+                    if budget(params) == before:
+                        raise self._error(exc) from None
+                    refitted = True
+                    continue
                 quirk = _unsupported_param(exc)
                 if quirk is None or quirk in self._quirks:
                     if language:

@@ -32,6 +32,17 @@ Decisions:
   the same way, and the ``openai:`` backend then records that the reply left the language.
 * **llama.cpp: ``repeat_penalty`` 1.0**, as in-process: llama-cpp-python's server otherwise
   applies 1.1, which pushes a model away from the tool names and handles it must repeat.
+* **Lengths through ``max_tokens``, not the grammar** (:func:`served`). xgrammar builds a token
+  mask for every position of a grammar before decoding, and a bounded run (the ``FULL`` thought's
+  ``[^\\r\\n]{0,999}``, an answer's ``{0,1999}``, the ``EMBEDDED`` answer's ``{0,199}``) is a thousand
+  positions: with a 151k-token vocabulary that took 17 to 22 s per step on this project's 2-core
+  machine, and the language changes every step, so the server compiles it each time. Sent
+  unbounded (``[^\\r\\n]*``), the same step compiles in under 0.1 s (``python tools/bench_grammar.py``).
+  The language is otherwise the same; the request keeps the token budget the bounds gave
+  (longest reply + 8), so every reply the bounded language holds still fits, and a reply that
+  would run past a bound is cut by ``max_tokens`` instead (``finish_reason`` ``length``). The
+  ``llamacpp`` kind keeps the bounds: llama.cpp checks a grammar token by token and compiles
+  nothing ahead, and with the bounds its steps stay those of ``gguf:`` for the same seed.
 * **Ollama** cannot be constrained (:data:`OLLAMA_NOTE`).
 * **Detection** (``auto``) reads the ``owned_by`` field of ``GET /v1/models``, which each of
   these servers fills with a fixed name of its own: ``llamacpp`` (llama.cpp), ``me``
@@ -42,10 +53,13 @@ Decisions:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any, Literal, Protocol
 
 from ..errors import ConfigError
-from .grammar import EMBEDDED, FULL, StepOptions
+from .formats import TextFormat
+from .gbnf import unbounded
+from .grammar import EMBEDDED, FULL, StepGrammar, StepOptions
 
 Kind = Literal["auto", "llamacpp", "vllm", "vllm-regex", "sglang", "sglang-regex", "ollama", "none"]
 KINDS: tuple[str, ...] = ("auto", "llamacpp", "vllm", "vllm-regex", "sglang", "sglang-regex", "ollama", "none")
@@ -54,7 +68,7 @@ CONSTRAINED = frozenset({"llamacpp", "vllm", "vllm-regex", "sglang", "sglang-reg
 #: ``owned_by`` of ``GET /v1/models`` -> server kind.
 OWNED_BY: Mapping[str, str] = {"llamacpp": "llamacpp", "me": "llamacpp", "vllm": "vllm", "sglang": "sglang"}
 #: Settings an ``openai:`` spec may carry after ``?`` (``openai:MODEL@URL?grammar=llamacpp&options=embedded``).
-SPEC_KEYS = ("grammar", "options", "mode", "seed", "temperature")
+SPEC_KEYS = ("grammar", "options", "mode", "seed", "temperature", "max_tokens")
 #: Names for :class:`~mmreact.llms.grammar.StepOptions` on the spec (``options=embedded``).
 OPTIONS: Mapping[str, StepOptions] = {"full": FULL, "embedded": EMBEDDED}
 
@@ -109,9 +123,9 @@ def spec_settings(query: str) -> dict[str, Any]:
         if key not in SPEC_KEYS:
             raise ConfigError(f"Unknown setting '{key}' in the openai: spec; use {', '.join(SPEC_KEYS)} "
                               "(e.g. openai:MODEL@URL?grammar=llamacpp&options=embedded).")
-        if key in ("seed", "temperature"):
+        if key in ("seed", "temperature", "max_tokens"):
             try:
-                out[key] = int(value) if key == "seed" else float(value)
+                out[key] = float(value) if key == "temperature" else int(value)
             except ValueError:
                 raise ConfigError(f"The {key} in the openai: spec must be a number, got '{value}'.") from None
         else:
@@ -129,6 +143,17 @@ def detect(owned_by: Iterable[str]) -> str:
 def sampling_fields(kind: str) -> dict[str, Any]:
     """Sampling settings a kind needs so that its steps match mmreact's in-process llama.cpp."""
     return {"repeat_penalty": 1.0} if kind == "llamacpp" else {}
+
+
+def served(kind: str, language: StepGrammar | TextFormat) -> StepGrammar | TextFormat:
+    """The language a server of ``kind`` is sent: the same, with its long runs of one character
+    class unbounded (:func:`~mmreact.llms.gbnf.unbounded`), except for llama.cpp, which keeps
+    the bounds (see the module docstring)."""
+    if kind == "llamacpp":
+        return language
+    if isinstance(language, StepGrammar):
+        return replace(language, bounded=False)
+    return TextFormat(unbounded(language.node), name=language.name)
 
 
 def language_fields(kind: str, language: Language) -> dict[str, Any]:
