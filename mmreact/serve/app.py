@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..agent import Agent, Result
 from ..errors import LLMError, one_line
-from ..images import ImagePolicy
+from ..images import MB, ImagePolicy, megabytes, size_over
 from . import response as resp
 from .admission import Admission
 from .config import ServeConfig
@@ -43,7 +43,7 @@ from .runner import Event, LoopRun
 log = logging.getLogger("mmreact.serve")
 AgentSource = Agent | Callable[[], Agent]
 #: After a 413, at most this many more body bytes are read and dropped (then the connection closes).
-DISCARD_LIMIT = 64 * 1024 * 1024
+DISCARD_LIMIT = 64 * MB
 DISCARD_SECONDS = 5.0
 
 
@@ -155,8 +155,8 @@ class ClientGone(Exception):
 
 
 def _too_large(size: int | None, limit: int) -> APIError:
-    what = f"{size / 1e6:.1f} MB" if size is not None else "over the limit"
-    return APIError(413, f"The request body is {what}; the limit is {limit / 1e6:g} MB.", code="request_too_large")
+    what = size_over(size, limit) if size is not None else "over the limit"
+    return APIError(413, f"The request body is {what}; the limit is {megabytes(limit)}.", code="request_too_large")
 
 
 async def _discard(request: Request) -> None:
