@@ -225,6 +225,7 @@ def test_first_use_gives_up_on_a_hub_that_never_answers(tmp_path: Path) -> None:
     assert call["error"], call
     assert (f"{silent.url} did not answer within 2 s, so the BLIP captioning weights "
             "'Salesforce/blip-image-captioning-large' cannot be downloaded now") in call["text"]
+    print(f"first use against a hub that never answers, MMREACT_HUB_TIMEOUT=2: the call took {call['seconds']:.1f} s")
 
 
 def test_a_download_that_stalls_is_abandoned_and_the_next_pull_goes_on(hub: FakeHub, tmp_path: Path,
