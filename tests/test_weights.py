@@ -485,8 +485,8 @@ def test_doctor_and_tools_agree(hub: FakeHub, monkeypatch: pytest.MonkeyPatch, t
         return {r["name"]: r for r in tool_rows(sizes=False)}, {r["tool"]: r for r in _tools()}
 
     rows, doctor = both()
-    assert rows["caption"]["status"] == "download" and doctor["caption"]["status"] == "not downloaded"
-    assert doctor["caption"]["ready"] is False and doctor["ocr"]["ready"] is True
+    assert rows["caption"]["status"] == "download" and doctor["caption"]["ready"] is False  # was "ready"
+    assert doctor["caption"]["status"] == "not downloaded" and doctor["ocr"]["ready"] is True
     for name, row in rows.items():
         assert (doctor[name]["ready"], doctor[name]["status"]) == (row["status"] == "ready", status_word(row)), name
     assert run_pull(pull_targets(["caption"]), out=[].append) == 0

@@ -19,7 +19,7 @@ import base64
 import mimetypes
 import os
 import queue
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,6 +80,7 @@ def data_url(path: str | Path) -> str:
 
 
 _checked: dict[tuple[str, int, int], str | None] = {}
+_CHECKED_MAX = 10_000  # verdicts remembered (a long-running demo forgets them all past this)
 
 
 def upload_problem(path: str, policy: ImagePolicy | None = None) -> str | None:
@@ -91,6 +92,8 @@ def upload_problem(path: str, policy: ImagePolicy | None = None) -> str | None:
         return f"{Path(path).name} cannot be read ({exc.strerror or exc})."
     key = (str(path), st.st_size, st.st_mtime_ns)
     if key not in _checked:
+        if len(_checked) >= _CHECKED_MAX:
+            _checked.clear()
         try:
             load_bytes(Path(path).read_bytes(), Path(path).name, policy=policy or ImagePolicy())
             _checked[key] = None
@@ -108,7 +111,7 @@ def new_uploads(message: dict[str, Any]) -> list[str]:
 
 
 def openai_messages(message: dict[str, Any], history: list[dict[str, Any]],
-                    usable: Any = None) -> tuple[list[dict[str, Any]], list[str]]:
+                    usable: Callable[[str], bool] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """The chat so far plus the new message as OpenAI messages, and the image files in order.
 
     Tool-call and image messages the demo showed are left out; answers are kept. ``usable(path)``

@@ -11,7 +11,14 @@ Fetching downloads only the files a transformers checkpoint needs (:func:`select
 top-level JSON/text/tokenizer files plus one weight format, safetensors when there are any), with
 the real ``huggingface_hub`` client (``snapshot_download``, which keeps its own cache layout and
 progress bars) into ``HF_HUB_CACHE``. Sizes come from ``HfApi.model_info(files_metadata=True)``.
-``HF_ENDPOINT`` is read when a call is made.
+``HF_ENDPOINT`` is read when a call is made. Both calls are bounded (:mod:`.waits`): the sizes by
+``MMREACT_HUB_TIMEOUT`` in all, the download by ``MMREACT_STALL_TIMEOUT`` without progress.
+
+A file of the cache that is there but not whole (cut short by a full disk or a copy that stopped)
+is one the client would take for done and never fetch again; :meth:`HubWeights.plan` lists it in
+``Plan.repair`` and :meth:`~mmreact.weights.Weights.fetch` removes it first. What is still not whole
+after a download is named as this machine's file with what to delete; only a file the hub itself
+serves short of its header is blamed on the checkpoint.
 """
 
 from __future__ import annotations
@@ -36,8 +43,6 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 #: progress on disk, so a download that moves faster than WRITE_CHUNK / STALL_TIMEOUT (about
 #: 9 kB/s) is never taken for stalled.
 WRITE_CHUNK = 256 * 1024
-#: seconds to wait for the hub's metadata answers
-METADATA_TIMEOUT = 10.0
 
 _META_SUFFIXES = (".json", ".txt", ".model", ".tiktoken", ".jinja")
 _PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
@@ -176,14 +181,14 @@ def missing_parts(directory: str | Path, needs: Sequence[str] = BASIC_NEEDS,
     return None
 
 
-def _whole_file(path: Path, size: int | None) -> bool:
-    """Whether ``path`` is there with the size the hub lists (and, for safetensors, all the bytes its
-    header promises)."""
+def _whole_file(path: Path, size: int | None, name: str | None = None) -> bool:
+    """Whether ``path`` (the file ``name`` of the repository; a blob is named by its hash) is there with
+    the size the hub lists and, for safetensors, all the bytes its header promises."""
     if not path.is_file():
         return False
     if size is not None and path.stat().st_size != size:
         return False
-    return not path.name.endswith(".safetensors") or safetensors_whole(path)
+    return not (name or path.name).endswith(".safetensors") or safetensors_whole(path)
 
 
 def _how_broken(path: Path, size: int | None) -> str:
@@ -360,23 +365,21 @@ class HubWeights(Weights):
         for name in chosen:
             here = snapshot / name
             cached = _whole_file(here, sizes[name])
-            if not cached:  # a truncated copy would be taken for done by the hub client: remove it first
-                for copy in (here, blobs / etags[name] if etags.get(name) else None):
-                    if copy is not None and (copy.is_symlink() or copy.exists()):
-                        if copy.is_symlink() and not copy.exists():
-                            repair.append(Broken(str(copy), "points to a file that is gone"))
-                        elif not _whole_file(copy, sizes[name]):
-                            repair.append(Broken(str(copy), _how_broken(copy, sizes[name])))
+            # a copy that is there but not whole (the file the snapshot links to, or the blob of this
+            # version) would be taken for done by the hub client: fetch() removes it first (a link left
+            # pointing at nothing is replaced by the client)
+            copies = [] if cached else [here.resolve() if here.is_symlink() else here,
+                                        *([blobs / etags[name]] if etags.get(name) else [])]
+            for copy in dict.fromkeys(copies):
+                if copy.exists() and not _whole_file(copy, sizes[name], name):
+                    repair.append(Broken(str(copy), _how_broken(copy, sizes[name])))
             files.append(FileToFetch(name, sizes[name], cached))
-        unique = tuple({b.path: b for b in repair}.values())
         return Plan(source=f"{where}/{self.model_id}", destination=str(hub_cache()), files=tuple(files),
-                    repair=unique)
+                    repair=tuple(repair))
 
     def _fetch(self, plan: Plan, progress: bool) -> str:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import constants, snapshot_download
         from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
-
-        from huggingface_hub import constants
 
         where = endpoint()
         stall = waits.stall_timeout()
@@ -406,7 +409,7 @@ class HubWeights(Weights):
                 enable_progress_bars()
         for f in plan.files:  # a file the hub lists that is not whole here is this machine's, not the hub's
             here = Path(path) / f.name
-            if here.is_file() and not _whole_file(here, f.size):
+            if here.is_file() and not _whole_file(here, f.size, f.name):
                 if f.size is not None and here.stat().st_size != f.size:
                     raise WeightsMissingError(
                         f"{here.resolve()} {_how_broken(here, f.size)}: delete it, then run `{self.pull}` again.")
