@@ -186,9 +186,16 @@ async def _wait_disconnect(request: Request) -> None:
 
 async def _unless_gone(awaitable: Any, watcher: asyncio.Task[None], undo: Callable[[], None]) -> Any:
     """Await ``awaitable`` unless the client disconnects first (then cancel it, ``undo`` a late
-    success, and raise :class:`ClientGone`)."""
+    success, and raise :class:`ClientGone`). When the request itself is cancelled (Ray Serve cancels
+    a request whose client left), ``awaitable`` is cancelled too: left running, a queued request's
+    wait would take a run slot later that nothing ever gives back."""
     task = asyncio.ensure_future(awaitable)
-    await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        task.add_done_callback(lambda t: undo() if not t.cancelled() and t.exception() is None else None)
+        raise
     if task.done():
         return task.result()
     task.cancel()
