@@ -3,7 +3,8 @@
 It prints what a bug report needs: mmreact's and Python's versions, the CPU and its flags,
 llama.cpp's build (``llama_print_system_info``) and the settings mmreact chose for it, torch and
 transformers, whether the embedded LLM decodes (checked in a child process, so a native crash is
-reported as a line instead of killing the report), and which tools are ready.
+reported as a line instead of killing the report), and each tool's state in the words of ``mmreact
+tools``.
 """
 
 from __future__ import annotations
@@ -55,16 +56,12 @@ def _default_llm() -> dict[str, Any]:
 
 
 def _tools() -> list[dict[str, Any]]:
-    from .registry import discover
+    """Each tool's state as ``mmreact tools`` words it (the same check, so the two always agree:
+    weights that would download on first use are "not downloaded", not "ready")."""
+    from .tool_status import status_word, tool_rows
 
-    rows = []
-    for name, info in discover().items():
-        try:
-            problem = info.tool.check()
-        except Exception as exc:  # noqa: BLE001 - a broken check is itself a finding
-            problem = f"check failed: {exc}"
-        rows.append({"tool": name, "ready": problem is None, "detail": problem})
-    return rows
+    return [{"tool": r["name"], "ready": r["status"] == "ready", "status": status_word(r), "detail": r["missing"]}
+            for r in tool_rows(sizes=False)]
 
 
 def gather() -> dict[str, Any]:
@@ -107,5 +104,5 @@ def lines(report: dict[str, Any]) -> list[str]:
     else:
         out.append(f"embedded LLM: FAILS: {d.get('detail') or d.get('signal')}")
     for row in report["tools"]:
-        out.append(f"tool {row['tool']}: " + ("ready" if row["ready"] else f"not ready: {row['detail']}"))
+        out.append(f"tool {row['tool']}: " + ("ready" if row["ready"] else f"{row['status']}: {row['detail'] or 'no details'}"))
     return out

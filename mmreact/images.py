@@ -23,9 +23,22 @@ if TYPE_CHECKING:
 
 ImageSource = Union[str, os.PathLike, "PILImage.Image", "np.ndarray", "Image"]
 
-MAX_FILE_BYTES = 64 * 1024 * 1024
+#: One megabyte as every size limit is set and printed (``--max-body-mb 1``, ``MMREACT_MAX_IMAGE_MB=1``:
+#: 1,000,000 bytes, printed "1 MB"): decimal, like the sizes of downloads (:func:`mmreact.weights.human_size`).
+MB = 1_000_000
+MAX_FILE_BYTES = 64 * MB
 MAX_PIXELS = 120_000_000
 HANDLE_RE = re.compile(r"^image_(\d+)$")
+
+
+def megabytes(limit: int) -> str:
+    """A limit in :data:`MB` as it was set: ``1 MB``, ``0.5 MB``, ``32 MB`` (``100-byte`` below 10 kB)."""
+    return f"{limit:,}-byte" if limit < 10_000 else f"{limit / MB:g} MB"
+
+
+def size_over(size: int, limit: int) -> str:
+    """A size past ``limit``, to one decimal in MB, or in bytes where that would read as the limit."""
+    return f"{size:,} bytes" if round(size / MB, 1) <= limit / MB else f"{size / MB:.1f} MB"
 
 
 @dataclass(frozen=True)
@@ -45,7 +58,7 @@ class ImagePolicy:
     def from_env(cls) -> ImagePolicy:
         env = os.environ
         return cls(
-            max_bytes=int(float(env.get("MMREACT_MAX_IMAGE_MB", MAX_FILE_BYTES / 1024 / 1024)) * 1024 * 1024),
+            max_bytes=int(float(env.get("MMREACT_MAX_IMAGE_MB", MAX_FILE_BYTES / MB)) * MB),
             max_pixels=int(env.get("MMREACT_MAX_PIXELS", MAX_PIXELS)),
             allowed_root=env.get("MMREACT_IMAGE_ROOT") or None,
         )
@@ -150,7 +163,7 @@ def _from_path(path: Path, max_bytes: int, max_pixels: int) -> Image:
     if size == 0:
         raise ImageError(f"{name} is empty (0 bytes), not an image.")
     if size > max_bytes:
-        raise ImageError(f"{name} is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit for one image.")
+        raise ImageError(f"{name} is {size_over(size, max_bytes)}, over the {megabytes(max_bytes)} limit for one image.")
     return _decode(path, name, max_pixels)
 
 
@@ -162,7 +175,7 @@ def load_bytes(data: bytes, name: str, *, policy: ImagePolicy | None = None) -> 
     if not data:
         raise ImageError(f"{name} is empty (0 bytes), not an image.")
     if len(data) > policy.max_bytes:
-        raise ImageError(f"{name} is {len(data) / 1e6:.1f} MB, over the {policy.max_bytes / 1e6:.0f} MB limit "
+        raise ImageError(f"{name} is {size_over(len(data), policy.max_bytes)}, over the {megabytes(policy.max_bytes)} limit "
                          "for one image.")
     import io
 

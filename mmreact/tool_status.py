@@ -10,12 +10,15 @@ a missing package or a wrong path).
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import threading
+import time
 from typing import Any
 
 from .weights import Status, human_size
 
-#: seconds one size lookup may take before the table is printed without it
+#: seconds the size lookups may take, all together, before the table is printed without the sizes
+#: still missing (each lookup runs in a daemon thread that is abandoned then: the process does not
+#: wait for a hub that never answers)
 SIZE_TIMEOUT = 8.0
 
 
@@ -39,6 +42,24 @@ def _size(source: Any) -> int | None:
         return None
 
 
+def lookup_sizes(sources: list[Any], timeout: float) -> list[int | None]:
+    """Each source's download size, asked all at once; None for a lookup that failed or is still
+    running after ``timeout`` seconds in all (never waited for past that)."""
+    found: list[int | None] = [None] * len(sources)
+    threads = []
+    for i, source in enumerate(sources):
+        def look(i: int = i, source: Any = source) -> None:
+            found[i] = _size(source)
+
+        thread = threading.Thread(target=look, name="mmreact-size", daemon=True)
+        thread.start()
+        threads.append(thread)
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return [found[i] if not t.is_alive() else None for i, t in enumerate(threads)]
+
+
 def tool_rows(*, sizes: bool = True) -> list[dict[str, Any]]:
     """One JSON-able row per discovered tool (built-ins and plug-ins)."""
     from .registry import discover
@@ -55,13 +76,8 @@ def tool_rows(*, sizes: bool = True) -> list[dict[str, Any]]:
         sources.append(source)
     wanted = [(row, src) for row, src in zip(rows, sources) if src is not None]
     if sizes and wanted:
-        with ThreadPoolExecutor(max_workers=len(wanted)) as pool:
-            futures = [(row, pool.submit(_size, src)) for row, src in wanted]
-            for row, future in futures:
-                try:
-                    row["download_bytes"] = future.result(timeout=SIZE_TIMEOUT)
-                except Exception:  # noqa: BLE001 - a slow server leaves the size out
-                    row["download_bytes"] = None
+        for row, size in zip((r for r, _ in wanted), lookup_sizes([src for _, src in wanted], SIZE_TIMEOUT)):
+            row["download_bytes"] = size
     return rows
 
 

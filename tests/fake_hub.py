@@ -12,7 +12,11 @@ Serves model repositories made from folders the tests save (``add_repo``) and pl
 Unknown repositories answer 404 with ``X-Error-Code: RepoNotFound`` like the hub. Faults make a
 download fail the way networks do: ``drop(name, at)`` sends ``at`` bytes of a file and closes the
 connection (for the next ``times`` GETs); ``stall(name, at)`` sends ``at`` bytes and then waits
-until ``release()`` (so a test can kill the downloading process mid-file). Every request is logged.
+until ``release()`` (so a test can kill the downloading process mid-file); ``throttle(name, rate)``
+sends it at ``rate`` bytes per second. Every request is logged.
+
+:class:`SilentHub` is the hub that hangs: it accepts every connection and never answers (or, with
+``trickle``, sends the first bytes of a status line one at a time, so that no read ever times out).
 """
 
 from __future__ import annotations
@@ -47,8 +51,8 @@ class Repo:
 
 @dataclass
 class Fault:
-    kind: str  # "drop" or "stall"
-    at: int
+    kind: str  # "drop", "stall" or "throttle"
+    at: int  # throttle: bytes per second
     times: int = 1
 
 
@@ -91,6 +95,10 @@ class FakeHub:
 
     def stall(self, name: str, at: int) -> None:
         self.faults[name] = Fault("stall", at, 1)
+
+    def throttle(self, name: str, rate: int) -> None:
+        """Send ``name`` at ``rate`` bytes per second (a slow link that keeps moving), for the next GET."""
+        self.faults[name] = Fault("throttle", rate, 1)
 
     def release(self) -> None:
         self.faults.clear()
@@ -245,6 +253,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
             return
         fault.times -= 1
+        if fault.kind == "throttle":
+            piece = max(1, fault.at // 10)
+            for i in range(0, len(body), piece):
+                self.wfile.write(body[i:i + piece])
+                self.wfile.flush()
+                if self.owner._release.wait(0.1):
+                    piece = len(body)
+            return
         cut = max(0, fault.at - start)
         self.wfile.write(body[:cut])
         self.wfile.flush()
@@ -256,3 +272,59 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+
+class SilentHub:
+    """A server on 127.0.0.1 that accepts connections and never answers, until :meth:`stop`.
+
+    ``trickle``: send ``HTTP/1.1 200`` one byte every ``trickle`` seconds (never a whole header), so a
+    client's per-read timeout never fires either; a client bounded only by such a timeout waits forever.
+    """
+
+    def __init__(self, trickle: float | None = None) -> None:
+        self.trickle = trickle
+        self.accepted = 0
+        self._stop = threading.Event()
+        self._sock = socket.create_server(("127.0.0.1", 0), backlog=128)
+        self._conns: list[socket.socket] = []
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+
+    def start(self) -> SilentHub:
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            self._conns.append(conn)
+            if self.trickle:
+                threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn: socket.socket) -> None:
+        line = b"HTTP/1.1 200"
+        i = 0
+        while not self._stop.wait(self.trickle):
+            try:
+                conn.sendall(line[i % len(line):i % len(line) + 1] if i < len(line) else b" ")
+            except OSError:
+                return
+            i += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._sock.close()
+        for conn in self._conns:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def __enter__(self) -> SilentHub:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

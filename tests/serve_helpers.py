@@ -116,6 +116,17 @@ def running(app: Any, *, wait_ready: bool = True, timeout: float = 20.0) -> Iter
         thread.join(15)
 
 
+#: How an admitted request can leave: the outcome of its run, or no run at all (see mmreact.serve.admission).
+LEAVINGS = ("completed", "cancelled", "failed", "bad_request", "llm_error", "left_queue", "queue_timeout")
+
+
+def unaccounted(health: dict[str, Any]) -> int:
+    """Admitted requests that ``/health`` neither shows running or queued nor counts as gone (0 when it adds up)."""
+    counts = health["counters"]
+    return (counts.get("admitted", 0) - health["running"] - health["queued"]
+            - sum(counts.get(k, 0) for k in LEAVINGS))
+
+
 def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> bool:
     """Poll ``predicate`` until true or ``timeout`` seconds (bounded loop)."""
     deadline = time.monotonic() + timeout

@@ -104,6 +104,49 @@ def test_demo_shows_server_errors_as_a_message(picture):
         assert out[-1]["content"].startswith("Error: The model 'other' does not exist")
 
 
+def test_a_corrupt_upload_is_reported_once_by_name_and_the_chat_goes_on(picture, tmp_path):
+    """One corrupt upload used to make every later question of the chat fail ("The image in
+    messages[2].content[1] is truncated or corrupt"): it is named once and left out from then on."""
+    path, digest = picture
+    broken = tmp_path / "holiday.png"
+    broken.write_bytes(path.read_bytes()[:300])  # a PNG cut short
+    prompts: list[str] = []
+
+    def planner(request):
+        prompts.append(request.messages[-1].content)
+        return square_planner(request)
+
+    demo = build_demo(Agent(ScriptedLLM([planner], repeat_last=True), tools=[find_square]))
+    with launched(demo) as url:
+        client = Client(url, verbose=False)
+        (reply,) = final_messages(client, broken, "What is in my holiday photo?")
+        assert reply["content"].startswith("Error: holiday.png is truncated or corrupt (")
+        assert reply["content"].endswith("It is left out of this chat: upload the image again, or another one, and ask.")
+        assert prompts == []  # nothing ran for that turn
+        out = final_messages(client, path, "Where is the square?")  # the chat goes on, with the good image
+        assert [m["metadata"]["title"] for m in out if m["metadata"].get("title")] == ["find_square(image_1)"]
+        assert [m["content"] for m in out if not m["metadata"].get("title")][0] == digest
+        again = client.predict(message={"text": "And once more?", "files": []}, api_name="/chat")
+        answers = [m["content"] for m in again if not m["metadata"].get("title")]
+        assert answers[0] == digest  # the same image_1: the broken upload is never an image
+    assert not any("holiday.png" in p or "Error:" in p for p in prompts), prompts  # nor replayed as context
+
+
+def test_upload_problem_names_the_file_not_the_upload_folder(tmp_path):
+    from mmreact.serve.demo import upload_problem
+
+    folder = tmp_path / "gradio" / "0123abcd"
+    folder.mkdir(parents=True)
+    empty, text, good = folder / "empty.png", folder / "notes.png", folder / "fine.png"
+    empty.write_bytes(b"")
+    text.write_text("not a picture")
+    good.write_bytes(png_bytes(image_array(3)))
+    assert upload_problem(str(empty)) == "empty.png is empty (0 bytes), not an image."
+    assert upload_problem(str(text)) == "notes.png is not an image file PIL can read."
+    assert upload_problem(str(good)) is None
+    assert upload_problem(str(folder / "gone.png")) == "gone.png cannot be read (No such file or directory)."
+
+
 def test_gradio_history_becomes_openai_messages(tmp_path):
     a, b = tmp_path / "a.png", tmp_path / "b.png"
     a.write_bytes(png_bytes(image_array(1)))

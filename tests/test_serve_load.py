@@ -17,7 +17,8 @@ pytest.importorskip("sse_starlette")
 
 from mmreact import LLM, Agent, Completion, Image, LLMRequest, ScriptedLLM, tool  # noqa: E402
 from mmreact.serve import ServeConfig, create_app  # noqa: E402
-from serve_helpers import hash_planner, image_array, image_message, make_hash_tool, running, sha, wait_for  # noqa: E402
+from serve_helpers import (hash_planner, image_array, image_message, make_hash_tool, running, sha,  # noqa: E402
+                           unaccounted, wait_for)
 
 REQUESTS, CLIENTS = 60, 12
 
@@ -166,3 +167,74 @@ def test_a_client_that_leaves_while_queued_never_runs():
         assert wait_for(lambda: state.drained)
         assert len(llm.requests) == 2  # the first run's two steps; the one that left never started
         assert state.admission.counts["admitted"] == 2 and state.admission.counts["completed"] == 1
+        health = httpx.get(f"{base}/health").json()
+        assert health["counters"]["left_queue"] == 1 and unaccounted(health) == 0, health
+
+
+def test_a_request_whose_deadline_passes_in_the_queue_is_counted():
+    gate = threading.Event()
+    app = create_app(Agent(ScriptedLLM([hash_planner], repeat_last=True), tools=[make_hash_tool(gate=gate)]),
+                     ServeConfig(max_concurrency=1, max_queue=4, request_timeout=1.0))
+    state = app.state.mmreact
+    with running(app) as base:
+        body = {"model": "mmreact", "messages": [image_message("q", image_array(6))]}
+        first = threading.Thread(target=lambda: httpx.post(f"{base}/v1/chat/completions", timeout=30, json=body))
+        first.start()
+        try:
+            assert wait_for(lambda: state.admission.running == 1)
+            queued = httpx.post(f"{base}/v1/chat/completions", timeout=30,
+                                json={**body, "messages": [image_message("q", image_array(7))]})
+            assert queued.status_code == 504 and queued.json()["error"]["code"] == "timeout"
+        finally:
+            gate.set()
+            first.join(20)
+        assert wait_for(lambda: state.drained)
+        health = httpx.get(f"{base}/health").json()
+        assert health["counters"]["queue_timeout"] == 1 and unaccounted(health) == 0, health
+
+
+def test_a_request_cancelled_while_queued_gives_its_place_back():
+    """Ray Serve cancels the request of a client that left (no disconnect message reaches the app
+    first): the queued wait must end with it, or it takes the next free slot and never gives it back."""
+    import asyncio
+
+    gate = threading.Event()
+    app = create_app(Agent(ScriptedLLM([hash_planner], repeat_last=True), tools=[make_hash_tool(gate=gate)]),
+                     ServeConfig(max_concurrency=1, max_queue=4))
+    state = app.state.mmreact
+
+    async def scenario() -> dict:
+        state.start_loading()  # what the lifespan does (httpx's ASGI transport runs none)
+        while state.admission.status != "ready":
+            await asyncio.sleep(0.01)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://mmreact", timeout=30) as client:
+            def ask(seed: int):
+                return client.post("/v1/chat/completions",
+                                   json={"model": "mmreact", "messages": [image_message("q", image_array(seed))]})
+
+            first = asyncio.create_task(ask(8))
+            while state.admission.running != 1:
+                await asyncio.sleep(0.01)
+            queued = asyncio.create_task(ask(9))
+            while state.admission.queued != 1:
+                await asyncio.sleep(0.01)
+            queued.cancel()  # as Ray Serve does: the request's task is cancelled
+            with pytest.raises(asyncio.CancelledError):
+                await queued
+            gate.set()
+            assert (await first).status_code == 200
+            # the slot is free for the next request (it used to wait for it forever)
+            assert (await asyncio.wait_for(ask(10), 20)).status_code == 200
+            for _ in range(500):  # a run gives its slot back just after its answer is sent
+                if state.admission.running == 0 and state.admission.queued == 0:
+                    break
+                await asyncio.sleep(0.01)
+            return (await client.get("/health")).json()
+
+    try:
+        health = asyncio.run(scenario())
+    finally:
+        gate.set()
+    assert health["running"] == 0 and health["queued"] == 0, health
+    assert health["counters"]["left_queue"] == 1 and unaccounted(health) == 0, health

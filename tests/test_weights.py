@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import socket
 import struct
@@ -406,3 +407,88 @@ def test_easyocr_languages_come_through_easyocr_downloader(hub: FakeHub, monkeyp
     assert tool.resolved_weights() == str(tmp_path / "weights")
     assert sha256(tmp_path / "weights" / "latin_g2.pth") == sha256(shipped / "english_g2.pth")
     assert source.plan().to_fetch == ()
+
+
+# -- a cache that went wrong, a hub that is slow, doctor -----------------------------------------
+def test_a_truncated_file_in_the_cache_is_downloaded_again(hub: FakeHub, monkeypatch: pytest.MonkeyPatch,
+                                                           tmp_path: Path, checkpoints: dict[str, Path],
+                                                           capfd: pytest.CaptureFixture[str]) -> None:
+    """A blob cut short in the hub cache (a full disk, a copy that stopped) is found, removed and
+    fetched again, by `pull` and by a first use; one that cannot be removed is named with what to do."""
+    model_id = hub.ids["caption"]  # type: ignore[attr-defined]
+    go_online(monkeypatch, tmp_path, hub.url, MMREACT_CAPTION_MODEL=model_id)
+    whole = sha256(checkpoints["caption"] / "model.safetensors")
+    assert run_pull(pull_targets(["caption"]), out=[].append) == 0
+    folder = Path(CaptionTool(model=model_id).resolved_weights() or "")
+    blob = (folder / "model.safetensors").resolve()
+    data = blob.read_bytes()
+
+    def truncate() -> None:
+        blob.write_bytes(data[: len(data) // 2])
+        assert CaptionTool(model=model_id).resolved_weights() is None
+
+    truncate()
+    assert "(model.safetensors is incomplete)" in (CaptionTool(model=model_id).weights_status().message or "")
+    out: list[str] = []
+    errors: list[str] = []
+    assert run_pull(pull_targets(["caption"]), out=out.append, err=errors.append) == 0, errors
+    assert out[0].endswith(f"1 of 6 files, {human_size(len(data))} to download ({hub.url}/{model_id})")
+    assert sha256(folder / "model.safetensors") == whole and hub.downloads().count("model.safetensors") == 2
+    assert (f"mmreact: {blob} holds {len(data) // 2:,} of the {len(data):,} bytes the hub lists (truncated): "
+            "downloading it again") in capfd.readouterr().err
+
+    truncate()  # first use, and the snapshot's link gone too: the blob alone is broken
+    (folder / "model.safetensors").unlink()
+    assert CaptionTool(model=model_id).ensure_weights() == str(folder)
+    assert sha256(folder / "model.safetensors") == whole and hub.downloads().count("model.safetensors") == 3
+
+    truncate()  # a copy that cannot be removed is named, with what to delete
+    real_unlink = os.unlink
+
+    def refuse(path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if Path(path) == blob:
+            raise PermissionError(13, "Permission denied")
+        return real_unlink(path, *args, **kwargs)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(os, "unlink", refuse)
+        with pytest.raises(WeightsMissingError) as info:
+            CaptionTool(model=model_id).ensure_weights()
+    assert str(info.value) == (f"{blob} holds {len(data) // 2:,} of the {len(data):,} bytes the hub lists "
+                               "(truncated) and cannot be removed (Permission denied): delete it, then run "
+                               "`mmreact pull caption` again.")
+    assert "checkpoint" not in str(info.value)
+
+
+def test_a_slow_download_that_keeps_moving_is_not_cut(hub: FakeHub, monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path) -> None:
+    """The stall bound watches what reaches the disk: the hub client must write in pieces small enough
+    that a slow link shows progress (its default 10 MB piece would look like a stall here)."""
+    from mmreact.weights.hub import HubWeights
+
+    go_online(monkeypatch, tmp_path, hub.url, MMREACT_STALL_TIMEOUT="3")
+    weights = _safetensors(tmp_path / "slow.safetensors", 1_200_000)
+    hub.add_repo("mmreact-test/slow", extra={"config.json": b"{}", "model.safetensors": weights.read_bytes()})
+    hub.throttle("model.safetensors", rate=200_000)  # 6 s in all, a 256 KiB piece every 1.3 s
+    path = Path(HubWeights("mmreact-test/slow", what="slow").fetch(progress=False))
+    assert sha256(path / "model.safetensors") == sha256(weights)
+
+
+def test_doctor_and_tools_agree(hub: FakeHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Weights that would download on first use are "not downloaded" in both, not "ready" in doctor."""
+    from mmreact.doctor import _tools
+    from mmreact.tool_status import status_word, tool_rows
+
+    go_online(monkeypatch, tmp_path, hub.url, MMREACT_CAPTION_MODEL=hub.ids["caption"])  # type: ignore[attr-defined]
+
+    def both() -> tuple[dict, dict]:
+        return {r["name"]: r for r in tool_rows(sizes=False)}, {r["tool"]: r for r in _tools()}
+
+    rows, doctor = both()
+    assert rows["caption"]["status"] == "download" and doctor["caption"]["ready"] is False  # was "ready"
+    assert doctor["caption"]["status"] == "not downloaded" and doctor["ocr"]["ready"] is True
+    for name, row in rows.items():
+        assert (doctor[name]["ready"], doctor[name]["status"]) == (row["status"] == "ready", status_word(row)), name
+    assert run_pull(pull_targets(["caption"]), out=[].append) == 0
+    rows, doctor = both()
+    assert rows["caption"]["status"] == "ready" and doctor["caption"]["ready"] is True

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from weights_env import JUNK, FakeHub, build_checkpoints, closed_port, online_env
+from weights_env import JUNK, FakeHub, SilentHub, build_checkpoints, closed_port, online_env
 
 ROOT = Path(__file__).resolve().parents[1]
 ASTRONAUT = Path(__import__("skimage").__file__).parent / "data" / "astronaut.png"
@@ -191,6 +191,67 @@ def test_pull_mistakes_are_one_line(hub: FakeHub, tmp_path: Path) -> None:
     closed = f"http://127.0.0.1:{closed_port()}"
     one_line_error(mmreact({**env, "HF_ENDPOINT": closed}, "pull", "tags"),
                    f"mmreact: tags: {closed} cannot be reached from here, so the CLIP tagging weights", 1)
+
+
+# -- a hub that hangs ----------------------------------------------------------------------------
+def test_tools_does_not_wait_for_a_hub_that_never_answers(tmp_path: Path) -> None:
+    """The hub accepts and trickles a status line forever (no read ever times out), and a metadata
+    request may wait 300 s: the table still comes after the 8 s the size lookups get, sizes left out."""
+    from mmreact.tool_status import SIZE_TIMEOUT
+
+    with SilentHub(trickle=0.5) as silent:
+        env = online_env(tmp_path, silent.url, MMREACT_HUB_TIMEOUT="300", MMREACT_DETECT_MODEL=f"{silent.url}/y.pt")
+        started = time.monotonic()
+        proc = mmreact(env, "tools", "--json", timeout=SIZE_TIMEOUT + 60)  # a process that waits 300 s fails here
+        took = time.monotonic() - started
+        assert silent.accepted >= 3  # the lookups did go out (caption, dense_caption, tags; detect's HEAD)
+    assert proc.returncode == 0, proc.stderr
+    rows = {t["name"]: t for t in json.loads(proc.stdout)["tools"]}
+    for name in ("caption", "dense_caption", "tags", "detect"):
+        assert rows[name]["status"] == "download" and rows[name]["download_bytes"] is None, rows[name]
+    print(f"mmreact tools against a hub that never answers: {took:.1f} s (size lookups get {SIZE_TIMEOUT:g} s)")
+
+
+def test_first_use_gives_up_on_a_hub_that_never_answers(tmp_path: Path) -> None:
+    """The hub accepts and never answers: the first use waits MMREACT_HUB_TIMEOUT in all (here 2 s; the
+    hub client's own registry request and read timeouts are not added), then the run goes on."""
+    llm = scripted(tmp_path, ["Thought: look.\nAction: caption(image_1)", "Final Answer: no caption"])
+    with SilentHub() as silent:
+        env = online_env(tmp_path, silent.url, MMREACT_HUB_TIMEOUT="2")
+        proc = mmreact(env, "ask", str(ASTRONAUT), "What is it?", "--llm", llm, "--tools", "caption", "--json",
+                       "--prefetch", "none", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    (call,) = json.loads(proc.stdout)["steps"][0]["calls"]
+    assert call["error"], call
+    assert (f"{silent.url} did not answer within 2 s, so the BLIP captioning weights "
+            "'Salesforce/blip-image-captioning-large' cannot be downloaded now") in call["text"]
+    print(f"first use against a hub that never answers, MMREACT_HUB_TIMEOUT=2: the call took {call['seconds']:.1f} s")
+
+
+def test_a_download_that_stalls_is_abandoned_and_the_next_pull_goes_on(hub: FakeHub, tmp_path: Path,
+                                                                      checkpoints: dict[str, Path]) -> None:
+    """The weights stop arriving near their end and the connection stays open (the client's own read
+    timeout is set to 600 s): the first use gives up after MMREACT_STALL_TIMEOUT without data, leaves no
+    partial file behind (the hub client never resumes another run's), and the next pull completes."""
+    weights = hub.repos["mmreact-test/caption"].files["model.safetensors"]
+    hub.stall("model.safetensors", at=len(weights) - 1000)
+    env = online_env(tmp_path, hub.url, MMREACT_CAPTION_MODEL="mmreact-test/caption", MMREACT_STALL_TIMEOUT="2",
+                     HF_HUB_DOWNLOAD_TIMEOUT="600")
+    llm = scripted(tmp_path, ["Thought: look.\nAction: caption(image_1)", "Final Answer: no caption"])
+    proc = mmreact(env, "ask", str(ASTRONAUT), "What is it?", "--llm", llm, "--tools", "caption", "--json",
+                   "--prefetch", "none", timeout=100)  # without the bound it waits for the hub's 120 s
+    assert proc.returncode == 0, proc.stderr
+    (call,) = json.loads(proc.stdout)["steps"][0]["calls"]
+    assert call["error"], call
+    assert ("The download of the BLIP captioning weights 'mmreact-test/caption' from "
+            f"{hub.url} stalled (nothing arrived for 2 s): run `mmreact pull caption` to try again") in call["text"]
+    assert not list((tmp_path / "hf" / "hub").rglob("*.incomplete"))
+
+    hub.release()
+    pulled = mmreact(env, "pull", "caption")
+    assert pulled.returncode == 0, pulled.stderr
+    folder = Path(pulled.stdout.splitlines()[-1].removeprefix("caption: ready: "))
+    assert sha256(folder / "model.safetensors") == sha256(checkpoints["caption"] / "model.safetensors")
 
 
 @pytest.fixture(scope="module")

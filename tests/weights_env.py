@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tiny_models  # noqa: E402
-from fake_hub import FakeHub  # noqa: E402
+from fake_hub import FakeHub, SilentHub  # noqa: E402
 from servers import free_port  # noqa: E402
 
 #: Files a real repository also holds that a transformers checkpoint does not need (never fetched).
@@ -72,4 +72,4 @@ def go_online(monkeypatch: pytest.MonkeyPatch, tmp: Path, endpoint: str, **extra
     return env
 
 
-__all__ = ["FakeHub", "JUNK", "build_checkpoints", "closed_port", "go_online", "online_env"]
+__all__ = ["FakeHub", "JUNK", "SilentHub", "build_checkpoints", "closed_port", "go_online", "online_env"]

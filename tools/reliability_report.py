@@ -52,7 +52,7 @@ from PIL import Image as PILImage  # noqa: E402
 
 from mmreact import Agent, Image, LLMError, Observation, ScriptedLLM, Trace, load_image, tool  # noqa: E402
 from mmreact.errors import ImageError  # noqa: E402
-from mmreact.images import ImagePolicy  # noqa: E402
+from mmreact.images import MB, ImagePolicy  # noqa: E402
 from servers import Reply, ScriptedOpenAI  # noqa: E402
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -190,7 +190,7 @@ def image_cases(d: Path) -> list[ImageCase]:
 def check_image(case: ImageCase, plugin_dir: Path) -> Row:
     env_policy = {"allowed_root": case.env.get("MMREACT_IMAGE_ROOT")}
     if "MMREACT_MAX_IMAGE_MB" in case.env:
-        env_policy["max_bytes"] = int(float(case.env["MMREACT_MAX_IMAGE_MB"]) * 1024 * 1024)
+        env_policy["max_bytes"] = int(float(case.env["MMREACT_MAX_IMAGE_MB"]) * MB)
     policy = ImagePolicy(**env_policy)  # type: ignore[arg-type]
     py_ok, py_note, probe = False, "", ""
     try:

@@ -17,16 +17,20 @@ class ScriptedLLM(LLM):
     """Replays ``replies`` in order. A reply may be a string or a function of the request.
 
     When the script runs out, ``complete`` raises :class:`LLMError` (or, with ``repeat_last``,
-    keeps returning the last reply). ``requests`` records every request received.
+    keeps returning the last reply). ``requests`` records every request received (not with
+    ``record=False``: a request holds its ``on_text`` callback, and with it whatever the caller
+    keeps, e.g. a server's request body). :meth:`replay` starts the same script afresh.
     """
 
-    def __init__(self, replies: Sequence[Reply], *, repeat_last: bool = False, name: str = "scripted") -> None:
+    def __init__(self, replies: Sequence[Reply], *, repeat_last: bool = False, name: str = "scripted",
+                 record: bool = True) -> None:
         if isinstance(replies, str) or not all(isinstance(r, str) or callable(r) for r in replies):
             raise ConfigError("ScriptedLLM needs a list of reply strings (or functions of the request).")
         self.replies = list(replies)
         self.repeat_last = repeat_last
         self.name = name
         self.requests: list[LLMRequest] = []
+        self.record = record
         self._i = 0
         self._lock = threading.Lock()
 
@@ -50,7 +54,8 @@ class ScriptedLLM(LLM):
 
     def complete(self, request: LLMRequest) -> Completion:
         with self._lock:
-            self.requests.append(request)
+            if self.record:
+                self.requests.append(request)
             if self._i >= len(self.replies):
                 if not (self.repeat_last and self.replies):
                     raise LLMError(f"The scripted LLM ran out of replies after {len(self.replies)}.")
@@ -62,6 +67,11 @@ class ScriptedLLM(LLM):
         if request.on_text is not None:
             request.on_text(text)
         return Completion(text=text)
+
+    def replay(self) -> ScriptedLLM:
+        """The same script from its first reply, recording nothing: what a server runs for each
+        request (a stateless model server answers every conversation from the start)."""
+        return ScriptedLLM(self.replies, repeat_last=self.repeat_last, name=self.name, record=False)
 
     def reset(self) -> None:
         with self._lock:

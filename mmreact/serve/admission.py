@@ -4,6 +4,12 @@ report back through ``loop.call_soon_threadsafe``.
 
 A run holds its slot until its thread has really finished (a cancelled run may still be inside a
 tool), so ``max_concurrency`` bounds the threads doing work, not just the open requests.
+
+Every admitted request is counted once more when it leaves, so that ``/health``'s counters always
+add up: ``admitted == running + queued`` + the outcomes of runs (``completed``, ``cancelled``,
+``failed``, ``bad_request``, ``llm_error``) + the requests that never got a slot (``left_queue``: the
+client went away while queued, or its request was cancelled, as Ray Serve does then;
+``queue_timeout``: the deadline passed in the queue, answered 504).
 """
 
 from __future__ import annotations
@@ -64,6 +70,12 @@ class Admission:
         try:
             async with asyncio.timeout(max(0.0, timeout)):
                 await self._slots.acquire()
+        except TimeoutError:
+            self.counts["queue_timeout"] += 1
+            raise
+        except asyncio.CancelledError:
+            self.counts["left_queue"] += 1
+            raise
         finally:
             self.queued -= 1
         self.running += 1

@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..agent import Agent, Result
 from ..errors import LLMError, one_line
-from ..images import ImagePolicy
+from ..images import MB, ImagePolicy, megabytes, size_over
 from . import response as resp
 from .admission import Admission
 from .config import ServeConfig
@@ -43,7 +43,7 @@ from .runner import Event, LoopRun
 log = logging.getLogger("mmreact.serve")
 AgentSource = Agent | Callable[[], Agent]
 #: After a 413, at most this many more body bytes are read and dropped (then the connection closes).
-DISCARD_LIMIT = 64 * 1024 * 1024
+DISCARD_LIMIT = 64 * MB
 DISCARD_SECONDS = 5.0
 
 
@@ -155,8 +155,8 @@ class ClientGone(Exception):
 
 
 def _too_large(size: int | None, limit: int) -> APIError:
-    what = f"{size / 1e6:.1f} MB" if size is not None else "over the limit"
-    return APIError(413, f"The request body is {what}; the limit is {limit / 1e6:g} MB.", code="request_too_large")
+    what = size_over(size, limit) if size is not None else "over the limit"
+    return APIError(413, f"The request body is {what}; the limit is {megabytes(limit)}.", code="request_too_large")
 
 
 async def _discard(request: Request) -> None:
@@ -186,9 +186,16 @@ async def _wait_disconnect(request: Request) -> None:
 
 async def _unless_gone(awaitable: Any, watcher: asyncio.Task[None], undo: Callable[[], None]) -> Any:
     """Await ``awaitable`` unless the client disconnects first (then cancel it, ``undo`` a late
-    success, and raise :class:`ClientGone`)."""
+    success, and raise :class:`ClientGone`). When the request itself is cancelled (Ray Serve cancels
+    a request whose client left), ``awaitable`` is cancelled too: left running, a queued request's
+    wait would take a run slot later that nothing ever gives back."""
     task = asyncio.ensure_future(awaitable)
-    await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        task.add_done_callback(lambda t: undo() if not t.cancelled() and t.exception() is None else None)
+        raise
     if task.done():
         return task.result()
     task.cancel()

@@ -8,6 +8,7 @@ import logging
 import sys
 
 from ..errors import ConfigError
+from ..images import MB
 from .config import ServeConfig
 
 
@@ -36,20 +37,21 @@ def serve_command(*, host: str, port: int, llm: str | None, tools: str | None, a
     from ..agent import Agent
     from ..registry import parse_tool_list
     from .app import create_app
-    from .server import run_server
+    from .server import bind, run_server
 
     keys = tuple(k.strip() for key in api_keys for k in key.split(",") if k.strip())
     config = ServeConfig(host=host, port=port, model_name=model_name, api_keys=keys, insecure=insecure,
                          max_concurrency=max_concurrency, max_queue=max_queue, request_timeout=timeout,
-                         max_body_bytes=int(max_body_mb * 1024 * 1024),
+                         max_body_bytes=int(max_body_mb * MB),
                          allow_image_urls=allow_image_urls)
+    sock = bind(host, port)  # a taken port is one sentence before anything loads or says it serves
     agent = Agent(llm=llm, tools=parse_tool_list(tools), max_steps=max_steps)
     _log_to_stderr()
     shown = f"[{host}]" if ":" in host else host
     logging.getLogger("mmreact.serve").info(
         "http://%s:%d/v1 serves model '%s' (LLM %s; tools %s; %s)", shown, port, model_name, agent.llm.name,
         ", ".join(t.name for t in agent.tools) or "none", "API key required" if keys else "no API key")
-    run_server(create_app(agent, config), config)
+    run_server(create_app(agent, config), config, sock=sock)
 
 
 def demo_command(*, llm: str | None, tools: str | None, server: str | None, api_key: str | None, port: int,

@@ -6,8 +6,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-
-MB = 1024 * 1024
+from ..images import MB
 
 
 @dataclass(frozen=True)
@@ -18,6 +17,8 @@ class ServeConfig:
         max_concurrency: agent runs at once; further admitted requests wait in the queue.
         max_queue: requests that may wait; one more is answered 429 with ``Retry-After``.
         max_body_bytes: request body limit (413), checked on ``Content-Length`` and while reading.
+        Every size is in bytes; the CLI's ``--max-body-mb`` counts decimal megabytes (``MB``, 10**6),
+        as every message prints them.
         max_images: images per request, all messages together (400 beyond).
         max_image_bytes / max_image_pixels: per decoded image (400 beyond).
         request_timeout: seconds from arrival to the end of the run, queueing included (504).

@@ -6,6 +6,11 @@ The agent runs in this process (:func:`local_events`) or behind a running ``mmre
 (:func:`remote_events`, through the ``openai`` SDK); both read the conversation the same way the
 server does (:mod:`mmreact.serve.request`): every image in the chat is ``image_1..N`` in order, and
 earlier turns are replayed as context. Bound to 127.0.0.1, analytics off, no web fonts fetched.
+
+Every upload is checked when it arrives, with the checks the server makes (:func:`upload_problem`).
+A file that is not a usable image is reported once, by its file name, and that turn is not run; it
+is then left out of every later turn (the chat resends the whole history each turn, so one corrupt
+upload would otherwise make every later question in the chat fail).
 """
 
 from __future__ import annotations
@@ -14,14 +19,14 @@ import base64
 import mimetypes
 import os
 import queue
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..agent import Agent, Result
-from ..errors import MMReactError
-from ..images import Image, ImagePolicy, load_image
+from ..errors import ImageError, MMReactError
+from ..images import Image, ImagePolicy, load_bytes, load_image
 from ..trace import StepRecord, Trace
 from .errors import APIError
 from .request import parse_request
@@ -35,6 +40,8 @@ TITLE = "mmreact: ask about your images"
 DESCRIPTION = ("A text-only LLM answers by calling vision experts. Drop one or more images, ask a question, and "
                "watch each tool call (click one to see what the expert saw).")
 MAX_OBSERVATION_CHARS = 3000
+#: how the chat shows an error (such messages are not replayed as the assistant's answers)
+ERROR_PREFIX = "Error: "
 
 
 @dataclass(frozen=True)
@@ -72,15 +79,50 @@ def data_url(path: str | Path) -> str:
     return f"data:{media};base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
-def openai_messages(message: dict[str, Any], history: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+_checked: dict[tuple[str, int, int], str | None] = {}
+_CHECKED_MAX = 10_000  # verdicts remembered (a long-running demo forgets them all past this)
+
+
+def upload_problem(path: str, policy: ImagePolicy | None = None) -> str | None:
+    """None when the uploaded file is an image the agent can use, else one sentence that names it by
+    its file name (what the user uploaded, not the upload folder). Remembered per file and version."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return f"{Path(path).name} cannot be read ({exc.strerror or exc})."
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _checked:
+        if len(_checked) >= _CHECKED_MAX:
+            _checked.clear()
+        try:
+            load_bytes(Path(path).read_bytes(), Path(path).name, policy=policy or ImagePolicy())
+            _checked[key] = None
+        except ImageError as exc:
+            _checked[key] = str(exc)
+        except OSError as exc:
+            _checked[key] = f"{Path(path).name} cannot be read ({exc.strerror or exc})."
+    return _checked[key]
+
+
+def new_uploads(message: dict[str, Any]) -> list[str]:
+    """The files of the message being sent."""
+    found = [f if isinstance(f, str) else (f or {}).get("path") for f in message.get("files") or []]
+    return [f for f in found if f]
+
+
+def openai_messages(message: dict[str, Any], history: list[dict[str, Any]],
+                    usable: Callable[[str], bool] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """The chat so far plus the new message as OpenAI messages, and the image files in order.
 
-    Tool-call and image messages the demo showed are left out; answers are kept.
+    Tool-call and image messages the demo showed are left out; answers are kept. ``usable(path)``
+    (when given) leaves out the uploads it refuses.
     """
     out: list[dict[str, Any]] = []
     files: list[str] = []
 
     def add_user(texts: list[str], paths: list[str]) -> None:
+        if usable is not None:
+            paths = [p for p in paths if usable(p)]
         parts: list[dict[str, Any]] = [{"type": "text", "text": t} for t in texts if t]
         parts += [{"type": "image_url", "image_url": {"url": data_url(p)}} for p in paths]
         files.extend(paths)
@@ -96,10 +138,9 @@ def openai_messages(message: dict[str, Any], history: list[dict[str, Any]]) -> t
             add_user([t for p in parts if (t := _text(p))], [f for p in parts if (f := _file_path(p))])
         elif role == "assistant" and not (item.get("metadata") or {}).get("title"):
             text = "\n".join(t for p in parts if (t := _text(p)))
-            if text.strip():
+            if text.strip() and not text.startswith(ERROR_PREFIX):  # an error is no answer to replay
                 out.append({"role": "assistant", "content": text})
-    new_files = [f if isinstance(f, str) else f.get("path") for f in message.get("files") or []]
-    add_user([message.get("text") or ""], [f for f in new_files if f])
+    add_user([message.get("text") or ""], new_uploads(message))
     return out, files
 
 
@@ -246,7 +287,7 @@ def messages_for(steps: list[StepRecord], pending: str | None, result: Result | 
             shown.append(gr.ChatMessage(content={"path": _save_png(picture, handle),
                                                  "alt_text": f"{handle}: what the experts found"}))
     if error is not None:
-        shown.append(gr.ChatMessage(content=f"Error: {error}"))
+        shown.append(gr.ChatMessage(content=f"{ERROR_PREFIX}{error}"))
     return shown
 
 
@@ -281,10 +322,16 @@ def build_demo(agent: Agent | None = None, *, server: str | None = None, api_key
         agent = Agent()
 
     def respond(message: dict[str, Any], history: list[dict[str, Any]]) -> Iterator[list[Any]]:
+        bad = [problem for path in new_uploads(message) if (problem := upload_problem(path))]
+        if bad:  # reported once, now; left out of every later turn
+            what = "It is" if len(bad) == 1 else "They are"
+            yield [gr.ChatMessage(content=f"{ERROR_PREFIX}{' '.join(bad)} {what} left out of this chat: upload the "
+                                          "image again, or another one, and ask.")]
+            return
         try:
-            messages, files = openai_messages(message, history)
+            messages, files = openai_messages(message, history, usable=lambda p: upload_problem(p) is None)
         except OSError as exc:
-            yield [gr.ChatMessage(content=f"Error: cannot read an uploaded file ({exc.strerror or exc}).")]
+            yield [gr.ChatMessage(content=f"{ERROR_PREFIX}cannot read an uploaded file ({exc.strerror or exc}).")]
             return
         if server is not None:
             yield from turn(remote_events(server, api_key, messages, files, model=model))

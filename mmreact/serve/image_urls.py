@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ImageError
-from ..images import Image, ImagePolicy, load_bytes
+from ..images import MB, Image, ImagePolicy, load_bytes, megabytes
 
 #: ``host, port -> addresses`` (IP literals as text)
 Resolver = Callable[[str, int], Sequence[str]]
@@ -51,7 +51,7 @@ def decode_data_url(url: str, label: str, max_bytes: int) -> tuple[bytes, str]:
     if not payload:
         raise ImageError(f"The data URL in {label} holds no data.")
     if len(payload) // 4 * 3 > max_bytes:
-        raise ImageError(f"The image in {label} is over the {max_bytes / 1e6:.0f} MB limit for one image.")
+        raise ImageError(f"The image in {label} is over the {megabytes(max_bytes)} limit for one image.")
     try:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
@@ -140,7 +140,7 @@ class ImageFetcher:
         ssl_context: for tests with their own certificate authority; the system's by default.
     """
 
-    def __init__(self, *, max_bytes: int = 10 * 1024 * 1024, timeout: float = 10.0,
+    def __init__(self, *, max_bytes: int = 10 * MB, timeout: float = 10.0,
                  resolver: Resolver | None = None, address_problem: Callable[[str], str | None] = address_problem,
                  ssl_context: Any = None) -> None:
         self.max_bytes = max_bytes
@@ -212,7 +212,7 @@ class ImageFetcher:
         return bytes(body)
 
     def _too_big(self, label: str) -> str:
-        return f"The image URL in {label} is over the {self.max_bytes / 1e6:g} MB download limit."
+        return f"The image URL in {label} is over the {megabytes(self.max_bytes)} download limit."
 
 
 def _content_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None:

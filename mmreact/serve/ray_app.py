@@ -4,7 +4,13 @@ Two kinds of deployment:
 
 - ``MMReactIngress``: the FastAPI app of :func:`mmreact.serve.create_app` (late-bound with
   ``__serve_build_asgi_app__``, so each replica builds its own agent and app), autoscaled on
-  ongoing requests. Its agent's LLM runs in the replica; its vision tools are remote.
+  ongoing requests. Its agent's LLM runs in the replica; its vision tools are remote. Admission is
+  the app's, as in ``mmreact serve``: ``max_concurrency`` runs and ``max_queue`` waiting per replica,
+  and the rest answered 429 with ``Retry-After``. For that the refused requests must reach the app:
+  Ray may send a replica twice that many at once (``max_ongoing_requests``; a refusal takes
+  milliseconds), and what Ray itself holds back beyond that is bounded too (``max_queued_requests``
+  per proxy, answered 429 by Ray where it can say so, else 503). With Ray's default of sending only
+  ``max_concurrency + max_queue``, every request past them waited in Ray's own unbounded queue.
 - ``expert_<name>`` (:class:`ExpertServer`), one per vision expert, with its own resources
   (``num_gpus``) and replicas. ``@serve.batch`` gathers concurrent calls from every ingress
   replica and feeds them to the expert's ``run_batch`` (one forward pass per batch).
@@ -151,6 +157,15 @@ def _split(value: Any) -> list[str]:
     return [str(v) for v in value]
 
 
+def _backpressure() -> dict[str, Any]:
+    """Ray's own refusals as 429 with ``Retry-After``, where this Ray can say so (2.60 and later)."""
+    try:
+        from ray.serve.config import BackpressureConfig
+    except ImportError:
+        return {}
+    return {"backpressure_config": BackpressureConfig(status_code=429, retry_after_s=2)}
+
+
 def build_app(args: dict[str, Any] | None = None) -> serve.Application:
     """The Ray Serve application (an application builder for ``serve run`` / ``serve deploy``).
 
@@ -189,6 +204,7 @@ def build_app(args: dict[str, Any] | None = None) -> serve.Application:
     # Ray owns the socket; the app's own host check does not apply (bind Ray's proxy with http_options)
     config["insecure"] = True
     settings = ServeConfig(**config)
+    admitted = settings.max_concurrency + settings.max_queue
     expert_deployment = serve.deployment(ExpertServer)
     experts = {
         name: expert_deployment.options(
@@ -200,8 +216,10 @@ def build_app(args: dict[str, Any] | None = None) -> serve.Application:
     }
     ingress = serve.deployment(serve.ingress()(MMReactIngress)).options(
         name="MMReactIngress", ray_actor_options={"num_cpus": 1},
-        max_ongoing_requests=settings.max_concurrency + settings.max_queue,
+        max_ongoing_requests=2 * admitted,  # the app answers past `admitted` with 429 (see the module doc)
+        max_queued_requests=admitted,
         autoscaling_config={"min_replicas": min_replicas, "max_replicas": max_replicas,
                             "target_ongoing_requests": settings.max_concurrency},
+        **_backpressure(),
     )
     return ingress.bind(experts, llm, local_tools, max_steps, config)

@@ -14,6 +14,7 @@ and ends with it, so the process's thread count returns to its baseline when the
 from __future__ import annotations
 
 import asyncio
+import copy
 import threading
 import time
 import uuid
@@ -24,6 +25,7 @@ from typing import Any, Literal
 from ..agent import Agent, Result
 from ..errors import ImageError, LLMError, MMReactError, one_line
 from ..images import Image, ImagePolicy
+from ..llms.scripted import ScriptedLLM
 from ..trace import StepRecord
 from .image_urls import ImageFetcher, decode_data_url, image_from_bytes
 from .request import ChatRequest, ImagePart, compose_question
@@ -58,6 +60,20 @@ def handles_for(images: list[Image]) -> list[str]:
     """The handle each image gets in a fresh chat: ``image_1..N`` in order, identical pixels shared."""
     seen: dict[str, str] = {}
     return [seen.setdefault(img.sha256, f"image_{len(seen) + 1}") for img in images]
+
+
+def request_agent(agent: Agent) -> Agent:
+    """The agent one request runs on: ``agent`` itself, except that a script that can run out
+    (``--llm scripted:FILE``, a stand-in for a model server) is replayed from its start for every
+    request, with nothing recorded, as a stateless server answers each conversation; the copy shares
+    everything else (tools, caches). A ``repeat_last`` script never runs out and is shared as it is
+    (its replies are functions of the request; tests read what it recorded)."""
+    llm = agent.llm
+    if not isinstance(llm, ScriptedLLM) or llm.repeat_last:
+        return agent
+    view = copy.copy(agent)
+    view.llm = llm.replay()
+    return view
 
 
 class AgentRun:
@@ -121,7 +137,7 @@ class AgentRun:
         if self.cancelled.is_set():
             self._post(Event("cancelled"))
             return "cancelled"
-        stream = self.agent.chat().stream(question, images, on_text=self._on_text)
+        stream = request_agent(self.agent).chat().stream(question, images, on_text=self._on_text)
         try:
             for event in stream:
                 if isinstance(event, StepRecord):

@@ -5,18 +5,25 @@ rather than an answer. Here the first signal only starts draining: the server ke
 answers every new request with 503, and lets runs in flight finish (streams included) for up to
 ``drain_seconds``; runs still going then are cancelled between steps, and uvicorn shuts down. A
 second SIGINT exits at once.
+
+The listening socket is bound first (:func:`bind`), before the agent loads and before anything says
+that it serves: a port that is taken is one sentence and exit status 2 (``ConfigError``), not a log
+line from uvicorn after startup and exit status 3; uvicorn then serves on that very socket.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
+import socket
 import time
 from types import FrameType
 from typing import Any
 
 from fastapi import FastAPI
 
+from ..errors import ConfigError
 from .config import ServeConfig
 
 log = logging.getLogger("mmreact.serve")
@@ -61,11 +68,36 @@ def _uvicorn_server_class() -> type:
     return DrainingServer
 
 
-def run_server(app: FastAPI, config: ServeConfig, *, log_level: str = "info") -> None:
-    """Serve ``app`` on ``config.host:config.port`` until SIGTERM/SIGINT, then drain and exit."""
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (as uvicorn binds one: ``SO_REUSEADDR``, IPv6 for an address
+    with a colon), or :class:`ConfigError` in one sentence when it cannot be had."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"Port {port} is already in use on {host}: stop what listens there, or choose "
+                              "another with --port.") from None
+        if exc.errno == errno.EACCES:
+            raise ConfigError(f"Not allowed to listen on {shown} (ports below 1024 need privileges): choose "
+                              "another with --port.") from None
+        raise ConfigError(f"Cannot listen on {shown} ({exc.strerror or exc}).") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_server(app: FastAPI, config: ServeConfig, *, log_level: str = "info",
+               sock: socket.socket | None = None) -> None:
+    """Serve ``app`` on ``config.host:config.port`` (on ``sock`` when given, already bound there; else
+    bound here first) until SIGTERM/SIGINT, then drain and exit."""
     import uvicorn
 
+    sock = sock or bind(config.host, config.port)
     uv_config = uvicorn.Config(app, host=config.host, port=config.port, log_level=log_level, lifespan="on",
                                timeout_graceful_shutdown=5, server_header=False, access_log=log_level == "debug")
     server = _uvicorn_server_class()(uv_config, app, config.drain_seconds)
-    server.run()
+    server.run(sockets=[sock])

@@ -31,7 +31,7 @@ from . import policy
 
 State = Literal["ready", "download", "manual", "offline", "unavailable"]
 
-__all__ = ["FileToFetch", "Plan", "State", "Status", "Weights", "human_size"]
+__all__ = ["Broken", "FileToFetch", "Plan", "State", "Status", "Weights", "human_size"]
 
 
 def human_size(n: int | None) -> str:
@@ -53,12 +53,26 @@ class FileToFetch:
 
 
 @dataclass(frozen=True)
+class Broken:
+    """A file on this machine that a fetch removes before downloading it again (``why``: how it is
+    broken, e.g. ``"holds 1,000 of 2,000 bytes"``)."""
+
+    path: str
+    why: str
+
+
+@dataclass(frozen=True)
 class Plan:
-    """What a fetch would do: the files, their sizes, which are already here, and where they go."""
+    """What a fetch would do: the files, their sizes, which are already here, and where they go.
+
+    ``repair`` lists copies in the cache that are there but not whole (a truncated blob): the
+    library's downloader would take them for done, so :meth:`Weights.fetch` removes them first.
+    """
 
     source: str
     destination: str
     files: tuple[FileToFetch, ...]
+    repair: tuple[Broken, ...] = ()
 
     @property
     def to_fetch(self) -> tuple[FileToFetch, ...]:
@@ -136,11 +150,29 @@ class Weights(ABC):
         if switch:
             raise WeightsMissingError(f"{switch} turns downloads off: unset it to fetch the {self.what}.")
         plan = plan or self.plan()
+        self._remove_broken(plan, progress)
         if plan.to_fetch and progress:
             sys.stderr.write(f"mmreact: downloading the {self.what} from {plan.source}: {plan.summary()}, "
                              f"into {plan.destination}\n")
             sys.stderr.flush()
         return self._fetch(plan, progress)
+
+    def _remove_broken(self, plan: Plan, progress: bool) -> None:
+        """Remove the broken copies ``plan.repair`` lists, so that they download again; a copy that
+        cannot be removed is named in one sentence with what to delete."""
+        import os
+
+        for broken in plan.repair:
+            if progress:
+                sys.stderr.write(f"mmreact: {broken.path} {broken.why}: downloading it again\n")
+            try:
+                os.unlink(broken.path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise WeightsMissingError(
+                    f"{broken.path} {broken.why} and cannot be removed ({exc.strerror or exc}): delete it, "
+                    f"then run `{self.pull}` again.") from None
 
     # -- derived ---------------------------------------------------------------------------
     def status(self) -> Status:

@@ -11,7 +11,14 @@ Fetching downloads only the files a transformers checkpoint needs (:func:`select
 top-level JSON/text/tokenizer files plus one weight format, safetensors when there are any), with
 the real ``huggingface_hub`` client (``snapshot_download``, which keeps its own cache layout and
 progress bars) into ``HF_HUB_CACHE``. Sizes come from ``HfApi.model_info(files_metadata=True)``.
-``HF_ENDPOINT`` is read when a call is made.
+``HF_ENDPOINT`` is read when a call is made. Both calls are bounded (:mod:`.waits`): the sizes by
+``MMREACT_HUB_TIMEOUT`` in all, the download by ``MMREACT_STALL_TIMEOUT`` without progress.
+
+A file of the cache that is there but not whole (cut short by a full disk or a copy that stopped)
+is one the client would take for done and never fetch again; :meth:`HubWeights.plan` lists it in
+``Plan.repair`` and :meth:`~mmreact.weights.Weights.fetch` removes it first. What is still not whole
+after a download is named as this machine's file with what to delete; only a file the hub itself
+serves short of its header is blamed on the checkpoint.
 """
 
 from __future__ import annotations
@@ -25,14 +32,17 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..errors import WeightsMissingError, one_line
-from . import FileToFetch, Plan, Weights, policy
+from . import Broken, FileToFetch, Plan, Weights, policy, waits
 
 EXPERT_NEEDS = ("config", "weights", "processor", "tokenizer")
 LLM_NEEDS = ("config", "weights", "tokenizer")
 BASIC_NEEDS = ("config", "weights")
 DEFAULT_ENDPOINT = "https://huggingface.co"
-#: seconds to wait for the hub's metadata answers
-METADATA_TIMEOUT = 10.0
+#: The hub client writes a download to disk in pieces of at most this many bytes (its default is
+#: 10 MB, which a slow connection takes minutes to fill): the stall bound (:mod:`.waits`) sees
+#: progress on disk, so a download that moves faster than WRITE_CHUNK / STALL_TIMEOUT (about
+#: 9 kB/s) is never taken for stalled.
+WRITE_CHUNK = 256 * 1024
 
 _META_SUFFIXES = (".json", ".txt", ".model", ".tiktoken", ".jinja")
 _PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
@@ -171,6 +181,50 @@ def missing_parts(directory: str | Path, needs: Sequence[str] = BASIC_NEEDS,
     return None
 
 
+def _whole_file(path: Path, size: int | None, name: str | None = None) -> bool:
+    """Whether ``path`` (the file ``name`` of the repository; a blob is named by its hash) is there with
+    the size the hub lists and, for safetensors, all the bytes its header promises."""
+    if not path.is_file():
+        return False
+    if size is not None and path.stat().st_size != size:
+        return False
+    return not (name or path.name).endswith(".safetensors") or safetensors_whole(path)
+
+
+def _how_broken(path: Path, size: int | None) -> str:
+    have = path.stat().st_size
+    if size is not None and have != size:
+        return f"holds {have:,} of the {size:,} bytes the hub lists (truncated)"
+    return "is truncated (it holds fewer bytes than its header promises)"
+
+
+def _bytes_under(folder: Path) -> tuple[int, int]:
+    """(files, bytes) under ``folder``, symlinks not followed: grows while a download writes."""
+    count = total = 0
+    for root, _dirs, names in os.walk(folder):
+        for name in names:
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            count += 1
+            total += st.st_size
+    return count, total
+
+
+def _counting_tqdm(ticks: list[int]) -> type:
+    """The hub client's progress bar class, counting every update in ``ticks[0]`` (also when bars are
+    off): how a download that writes elsewhere first (Xet) still shows that it moves."""
+    from huggingface_hub.utils import tqdm as hf_tqdm
+
+    class Counting(hf_tqdm):  # type: ignore[misc, valid-type]
+        def update(self, n: float | None = 1) -> bool | None:
+            ticks[0] += 1
+            return super().update(n)
+
+    return Counting
+
+
 def _repo_dir(model_id: str) -> Path:
     return hub_cache() / ("models--" + model_id.replace("/", "--"))
 
@@ -291,45 +345,87 @@ class HubWeights(Weights):
         from huggingface_hub import HfApi
 
         where = endpoint()
+        limit = waits.hub_timeout()
         try:
-            info = HfApi(endpoint=where).model_info(self.model_id, files_metadata=True, timeout=METADATA_TIMEOUT)
+            info = waits.within(limit, lambda: HfApi(endpoint=where).model_info(
+                self.model_id, files_metadata=True, timeout=limit))
+        except waits.NoAnswer:
+            raise WeightsMissingError(self._no_answer(where, limit)) from None
         except Exception as exc:  # noqa: BLE001 - every failure becomes one sentence
             raise WeightsMissingError(self._failure(exc, where)) from None
         sizes = {s.rfilename: s.size for s in (info.siblings or [])}
+        etags = {s.rfilename: (s.lfs.sha256 if s.lfs else s.blob_id) for s in (info.siblings or [])}
         chosen = select_files(sizes)
         if not any(n.endswith((".safetensors", ".bin")) for n in chosen):
             raise WeightsMissingError(
                 f"'{self.model_id}' on {where} has no safetensors or PyTorch weights transformers can load.")
         snapshot = _repo_dir(self.model_id) / "snapshots" / str(info.sha)
-        files = []
+        blobs = _repo_dir(self.model_id) / "blobs"
+        files, repair = [], []
         for name in chosen:
             here = snapshot / name
-            cached = here.is_file() and (sizes[name] is None or here.stat().st_size == sizes[name])
+            cached = _whole_file(here, sizes[name])
+            # a copy that is there but not whole (the file the snapshot links to, or the blob of this
+            # version) would be taken for done by the hub client: fetch() removes it first (a link left
+            # pointing at nothing is replaced by the client)
+            copies = [] if cached else [here.resolve() if here.is_symlink() else here,
+                                        *([blobs / etags[name]] if etags.get(name) else [])]
+            for copy in dict.fromkeys(copies):
+                if copy.exists() and not _whole_file(copy, sizes[name], name):
+                    repair.append(Broken(str(copy), _how_broken(copy, sizes[name])))
             files.append(FileToFetch(name, sizes[name], cached))
-        return Plan(source=f"{where}/{self.model_id}", destination=str(hub_cache()), files=tuple(files))
+        return Plan(source=f"{where}/{self.model_id}", destination=str(hub_cache()), files=tuple(files),
+                    repair=tuple(repair))
 
     def _fetch(self, plan: Plan, progress: bool) -> str:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import constants, snapshot_download
         from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
         where = endpoint()
+        stall = waits.stall_timeout()
+        constants.DOWNLOAD_CHUNK_SIZE = min(constants.DOWNLOAD_CHUNK_SIZE, WRITE_CHUNK)
+        ticks = [0]
+        repo = _repo_dir(self.model_id)
         quiet = not progress and not are_progress_bars_disabled()
         if quiet:
             disable_progress_bars()
+        partial_before = set(repo.glob("blobs/*.incomplete"))
         try:
-            path = snapshot_download(self.model_id, allow_patterns=[f.name for f in plan.files], endpoint=where,
-                                     etag_timeout=METADATA_TIMEOUT)
+            path = waits.while_moving(
+                lambda: snapshot_download(self.model_id, allow_patterns=[f.name for f in plan.files], endpoint=where,
+                                          etag_timeout=waits.hub_timeout(), tqdm_class=_counting_tqdm(ticks)),
+                lambda: (ticks[0], _bytes_under(repo)), stall)
+        except waits.Stalled:
+            # the client never resumes another run's partial file (each run writes its own): drop this one's
+            for partial in set(repo.glob("blobs/*.incomplete")) - partial_before:
+                partial.unlink(missing_ok=True)
+            raise WeightsMissingError(
+                f"The download of the {self.what} from {where} stalled (nothing arrived for {stall:g} s): run "
+                f"`{self.pull}` to try again (MMREACT_STALL_TIMEOUT sets the wait).") from None
         except Exception as exc:  # noqa: BLE001 - every failure becomes one sentence
             raise WeightsMissingError(self._failure(exc, where)) from None
         finally:
             if quiet:
                 enable_progress_bars()
+        for f in plan.files:  # a file the hub lists that is not whole here is this machine's, not the hub's
+            here = Path(path) / f.name
+            if here.is_file() and not _whole_file(here, f.size, f.name):
+                if f.size is not None and here.stat().st_size != f.size:
+                    raise WeightsMissingError(
+                        f"{here.resolve()} {_how_broken(here, f.size)}: delete it, then run `{self.pull}` again.")
+                raise WeightsMissingError(
+                    f"{f.name} of '{self.model_id}' on {where} is itself incomplete (it holds fewer bytes than its "
+                    f"header promises): this checkpoint cannot be loaded.")
         gap = missing_parts(path, self.needs, {f.name: f.size for f in plan.files})
         if gap:
             raise WeightsMissingError(
                 f"The {self.what} fetched from {where} are not usable ({gap}): this checkpoint lacks files "
                 f"the {self.kind} model needs.")
         return str(path)
+
+    def _no_answer(self, where: str, seconds: float) -> str:
+        return (f"{where} did not answer within {seconds:g} s, so the {self.what} cannot be downloaded now; try "
+                f"again later (MMREACT_HUB_TIMEOUT sets the wait).")
 
     def _failure(self, exc: BaseException, where: str) -> str:
         from huggingface_hub.errors import GatedRepoError, OfflineModeIsEnabled, RepositoryNotFoundError
