@@ -24,10 +24,12 @@ def _script(*args: str, timeout: float = 300) -> str:
 
 
 @pytest.mark.slow
-def test_bench_latency_prints_ratio_and_bound():
-    out = _script("tools/bench_latency.py", "--only", "ocr", "--repeats", "1")
-    line = next(x for x in out.splitlines() if x.startswith("ocr "))
-    assert "ratio " in line and "bound " in line and "% of the bound" in line
+def test_bench_latency_prints_policy_none_and_ideal_from_the_same_rounds():
+    out = _script("tools/bench_latency.py", "--only", "remote", "--steps", "0.5", "--repeats", "1")
+    for scenario in ("remote-one", "remote-none", "remote-all"):
+        line = next(x for x in out.splitlines() if x.startswith(scenario + " "))
+        assert "none " in line and "auto " in line and "ideal " in line and "auto vs none" in line, line
+        assert "% of the ideal" in line
 
 
 @pytest.mark.slow
