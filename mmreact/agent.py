@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import grounding as grounding_
 from . import prefetch as prefetching
-from . import prompts, protocol, render
+from . import prompts, protocol
 from .errors import ConfigError, LLMError, MMReactError, one_line
 from .images import Image, ImagePolicy, ImageSource, ImageTable
 from .llms.base import LLM, LLMRequest, Message
@@ -69,11 +69,11 @@ class Result:
         """Image ``handle`` (default: the first) as a ``PIL.Image`` with this run's boxes drawn;
         ``grounding=True`` draws only the boxes that support the answer's facts, each labelled with
         its fact (see :mod:`mmreact.grounding`)."""
-        from .annotate import annotate_result
+        from .views.boxes import annotate_result
         return annotate_result(self, handle, grounding=grounding)
 
     def _repr_html_(self) -> str:
-        from .notebook import result_html
+        from .views.notebook import result_html
         return result_html(self)
 
 
@@ -94,7 +94,7 @@ class Agent:
         image_policy: size limits and an optional allowed folder for image files
             (default: :meth:`ImagePolicy.from_env`).
         examples: solved examples shown before every question (:mod:`mmreact.shots`): a list of
-            :class:`mmreact.shots.Example` or a JSONL file; checked and run when the agent is created.
+            :class:`mmreact.fewshot.Example` or a JSONL file; checked and run when the agent is created.
         grounding: how answers are held to what the experts saw (:mod:`mmreact.grounding`):
             ``"constrain"``: a backend that decodes under a grammar writes the final answer as a run
             of words of the observations' content (or an option the question offers, yes / no), so
@@ -122,7 +122,7 @@ class Agent:
         grounding: str = "auto",
     ) -> None:
         from .llms import load_llm
-        from .registry import resolve_tools
+        from .tools.registry import resolve_tools
 
         if max_steps < 1:
             raise ConfigError(f"max_steps must be at least 1, got {max_steps}.")
@@ -142,7 +142,7 @@ class Agent:
         self.grounding: grounding_.Mode = _grounding_mode(grounding, self.llm)
         self._llm_loading: Future[float] | None = None
         self._llm_loading_lock = threading.Lock()
-        from .shots import for_agent
+        from .fewshot import for_agent
 
         self.examples = for_agent(examples, self.tools, self.llm, image_policy) if examples is not None else None
 
@@ -320,7 +320,7 @@ class Chat:
         self.agent = agent
         self.images = ImageTable(agent.image_policy)
         self.messages: list[Message] = [Message("system", agent.system_prompt)]
-        if agent.examples is not None:  # solved examples, as completed exchanges (mmreact.shots)
+        if agent.examples is not None:  # solved examples, as completed exchanges (mmreact.fewshot)
             self.messages.extend(agent.examples.messages)
         self.memo: dict[str, CallRecord] = {}
         self.turns: list[Result] = []
@@ -328,7 +328,7 @@ class Chat:
         self.prefetch = prefetching.Prefetch()
 
     def _repr_html_(self) -> str:
-        from .notebook import chat_html
+        from .views.notebook import chat_html
         return chat_html(self)
 
     def _answer_phrases(self, question: str) -> tuple[tuple[tuple[str, ...], ...] | None, tuple[float, ...] | None]:
@@ -398,7 +398,7 @@ class Chat:
         ahead = prefetching.choose(agent.prefetch, agent.tools, agent.llm) if new else ()
         if ahead:
             self.prefetch.start(ahead, new, self.images)
-        self.messages.append(Message("user", render.question_text(question, new, self.images)))
+        self.messages.append(Message("user", prompts.question_text(question, new, self.images)))
         steps: list[StepRecord] = []
         failures = 0
         answer: str | None = None
@@ -467,7 +467,7 @@ class Chat:
             self.messages.append(Message("assistant", text, calls=completion.calls or ()))
             if parsed is None:
                 step = StepRecord(**common, error=error)
-                self.messages.append(Message("observation", render.retry_text(error or "")))
+                self.messages.append(Message("observation", prompts.retry_text(error or "")))
             elif parsed.final_answer is not None:
                 check = None
                 if agent.grounding != "off":
@@ -496,7 +496,7 @@ class Chat:
                 step = StepRecord(**common, thought=parsed.thought, calls=tuple(records),
                                   tool_seconds=time.perf_counter() - t1)
                 self.messages.append(Message(
-                    "observation", render.observations_text(records),
+                    "observation", prompts.observations_text(records),
                     results=tuple((c.id, r.text) for c, r in zip(parsed.calls, records)),
                 ))
                 error = "every call failed" if all(r.error for r in records) else None

@@ -49,7 +49,7 @@ def _save_annotated(path: str, image: Any, artifacts: Any) -> None:
     """Write ``image`` with the boxes in ``artifacts`` drawn on it; a bad path is a one-line error."""
     from pathlib import Path
 
-    from .annotate import annotate, save_image
+    from .views.boxes import annotate, save_image
 
     try:
         save_image(annotate(image, artifacts), Path(path).expanduser())
@@ -100,7 +100,7 @@ def ask(
     prefetch: Annotated[str, typer.Option("--prefetch", help="Experts to start on the images before the model "
                                           "asks: auto, none, all, or tool names (a,b).")] = "auto",
     examples: Annotated[Optional[str], typer.Option("--examples", metavar="FILE.jsonl", help="Solved examples to "
-                        "show first: the eval JSONL format plus optional steps (see mmreact.shots).")] = None,
+                        "show first: the eval JSONL format plus optional steps (see mmreact.fewshot).")] = None,
     grounding: GroundingOpt = "auto",
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Longest reply in tokens a model "
                           "server (openai:) may write per step (default: what the step needs, fitted to the server's "
@@ -108,15 +108,15 @@ def ask(
 ) -> None:
     """Ask a question about one or more images; print the answer."""
     from .agent import Agent
-    from .display import step_text
-    from .registry import parse_tool_list
+    from .views.text import step_text
+    from .tools.registry import parse_tool_list
 
     if len(args) < 2:
         _fail("give at least one image and then a question, e.g. mmreact ask photo.jpg \"What is this?\"")
     *images, question = args
     try:
         if save_annotated is not None:
-            from .annotate import image_format
+            from .views.boxes import image_format
 
             image_format(save_annotated)  # a bad path fails now, not after the run
         _show_llm_warnings()
@@ -124,7 +124,7 @@ def ask(
                       prefetch=prefetch, examples=examples, grounding=grounding)
         console = _err_console() if verbose else None
         if console is not None:
-            from .registry import plugin_failures
+            from .tools.registry import plugin_failures
 
             for f in plugin_failures():
                 console.print(f"(skipped plug-in {f.entry_point} from {f.distribution}: {f.error})", markup=False)
@@ -157,7 +157,7 @@ def ask(
         if check is not None and not check.supported and not verbose:  # --verbose showed it with the step
             typer.echo(f"mmreact: {check.summary()} (no observation says it)", err=True)
     if save_annotated is not None:
-        from .annotate import calls_for
+        from .views.boxes import calls_for
 
         first = next(iter(result.images))
         _save_annotated(save_annotated, result.images[first], calls_for(result, first))
@@ -172,8 +172,8 @@ def list_tools(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Every detail of every tool.")] = False,
 ) -> None:
     """List every available tool and plug-in, and whether it can run on this machine."""
-    from .registry import plugin_failures
-    from .tool_status import render, tool_rows
+    from .tools.registry import plugin_failures
+    from .tools.status import render, tool_rows
 
     rows = tool_rows()
     failures = [{"entry_point": f.entry_point, "distribution": f.distribution, "error": f.error}
@@ -213,11 +213,11 @@ def experts(
     """Run tools directly on an image (no LLM) and print their observations."""
     from .images import load_image
     from .observation import Observation
-    from .registry import parse_tool_list, resolve_tools
+    from .tools.registry import parse_tool_list, resolve_tools
 
     try:
         if save_annotated is not None:
-            from .annotate import image_format
+            from .views.boxes import image_format
 
             image_format(save_annotated)
         img = load_image(image)
@@ -378,7 +378,7 @@ def serve(
 ) -> None:
     """Serve the agent as an OpenAI-compatible endpoint (POST /v1/chat/completions)."""
     try:
-        from .serve.commands import serve_command
+        from .serve._commands import serve_command
 
         serve_command(host=host, port=port, llm=llm, tools=tools, api_keys=api_key or [], max_steps=max_steps,
                       max_concurrency=max_concurrency, max_queue=max_queue, model_name=model_name, timeout=timeout,
@@ -400,7 +400,7 @@ def demo(
 ) -> None:
     """A web chat (Gradio, on 127.0.0.1): drop images, ask, watch each tool call, see the boxes."""
     try:
-        from .serve.commands import demo_command
+        from .serve._commands import demo_command
 
         demo_command(llm=llm, tools=tools, server=server, api_key=api_key, port=port, max_steps=max_steps)
     except MMReactError as exc:
@@ -409,7 +409,7 @@ def demo(
 
 def _add_datagen() -> None:
     """``mmreact datagen ...`` (mmreact/datagen/cli.py; imports nothing heavy until a command runs)."""
-    from .datagen.cli import app as datagen_app
+    from .datagen._cli import app as datagen_app
 
     app.add_typer(datagen_app, name="datagen")
 

@@ -36,7 +36,7 @@ def _torch() -> dict[str, Any]:
 
 def _default_llm() -> dict[str, Any]:
     from .errors import MMReactError
-    from .llms import native
+    from .llms import llama_cpu as native
     from .llms.gguf import default_model_path
 
     try:
@@ -58,7 +58,7 @@ def _default_llm() -> dict[str, Any]:
 def _tools() -> list[dict[str, Any]]:
     """Each tool's state as ``mmreact tools`` words it (the same check, so the two always agree:
     weights that would download on first use are "not downloaded", not "ready")."""
-    from .tool_status import status_word, tool_rows
+    from .tools.status import status_word, tool_rows
 
     return [{"tool": r["name"], "ready": r["status"] == "ready", "status": status_word(r), "detail": r["missing"]}
             for r in tool_rows(sizes=False)]
@@ -66,7 +66,7 @@ def _tools() -> list[dict[str, Any]]:
 
 def gather() -> dict[str, Any]:
     from . import __version__
-    from .llms import native
+    from .llms import llama_cpu as native
 
     return {
         "mmreact": __version__,

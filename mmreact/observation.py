@@ -55,7 +55,7 @@ class Observation:
     error: bool = False
 
     def _repr_html_(self) -> str:
-        from .notebook import observation_html
+        from .views.notebook import observation_html
         return observation_html(self)
 
     @classmethod

@@ -1,4 +1,10 @@
-"""The system prompt and the tool listing (text ReAct).
+"""Everything the model reads: the system prompt and tool listing, the question, the
+observations, and the message that asks again after an unusable reply (text ReAct).
+
+Observation text comes from experts (OCR above all) and is untrusted: it is wrapped in
+``<observation>`` blocks (:func:`observation_block`, the one place an observation becomes prompt
+text), and anything in it that looks like those delimiters is neutralised so an image cannot
+close the block and speak as the engine.
 
 The format is shown with concrete examples that use the agent's own tools, never with template
 placeholders such as ``Thought: what you need to find out`` or ``Final Answer: the answer``: a
@@ -12,11 +18,16 @@ The example questions are unlike real ones (a parking sign, a bus), so there is 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Literal, get_args, get_origin
 
 from .tools import Param, Tool
+
+if TYPE_CHECKING:
+    from .images import ImageTable
+    from .trace import CallRecord
 
 INTRO = """\
 You answer questions about images. You cannot see the images: you learn about them only by \
@@ -144,3 +155,46 @@ def system_prompt(tools: Sequence[Tool], thoughts: bool = True) -> str:
     """The system prompt: the task, the tools, how to reply (a worked example) and the rules."""
     listing = "\n".join(tool_line(t) for t in tools) or "(no tools: answer from the question alone)"
     return "\n\n".join([INTRO.format(tools=listing), format_text(tools, thoughts), RULES])
+
+
+# -- the question and the observations -------------------------------------------------
+MAX_OBSERVATION_CHARS = 6000
+_DELIM = re.compile(r"<\s*/?\s*observation", re.IGNORECASE)
+
+
+def _neutralise(text: str) -> str:
+    return _DELIM.sub(lambda m: m.group(0).replace("<", "‹"), text)
+
+
+def question_text(question: str, new_handles: Sequence[str], images: ImageTable) -> str:
+    lines = []
+    if new_handles:
+        described = ", ".join(
+            f"{h} ({img.width}x{img.height})" for h in new_handles if (img := images.get(h)) is not None
+        )
+        lines.append(f"Images: {described}")
+    elif len(images):
+        lines.append(f"Images so far: {', '.join(images.handles)}")
+    lines.append(f"Question: {question}")
+    return "\n".join(lines)
+
+
+def observation_block(record: CallRecord) -> str:
+    text = record.text
+    if len(text) > MAX_OBSERVATION_CHARS:
+        cut = len(text) - MAX_OBSERVATION_CHARS
+        text = text[:MAX_OBSERVATION_CHARS] + f"\n[... {cut} more characters left out]"
+    note = " (same call as before; earlier result repeated)" if record.reused == "repeat" else ""
+    return f'<observation call="{record.call}"{note}>\n{_neutralise(text)}\n</observation>'
+
+
+def observations_text(records: Sequence[CallRecord]) -> str:
+    return "\n".join(observation_block(r) for r in records)
+
+
+def retry_text(error: str) -> str:
+    return (
+        f"Your reply could not be used: {error}\n"
+        "Reply with 'Thought: ...' then one or more 'Action: tool_name(image_1)' lines, "
+        "or with 'Final Answer: ...'."
+    )

@@ -38,7 +38,7 @@ class CallRecord(_Frozen):
         return {"repeat": "repeated call", "cache": "cached", "prefetch": "prefetched"}.get(self.reused or "")
 
     def _repr_html_(self) -> str:
-        from .notebook import call_html
+        from .views.notebook import call_html
         return call_html(self)
 
 
@@ -79,7 +79,7 @@ class StepRecord(_Frozen):
     reask: str | None = None
 
     def _repr_html_(self) -> str:
-        from .notebook import step_html
+        from .views.notebook import step_html
         return step_html(self)
 
 
@@ -161,7 +161,7 @@ class Trace(_Frozen):
 
     def pretty(self) -> str:
         """A readable plain-text rendering."""
-        from .display import trace_text
+        from .views.text import trace_text
 
         return trace_text(self)
 
@@ -169,5 +169,5 @@ class Trace(_Frozen):
         return self.pretty()
 
     def _repr_html_(self) -> str:
-        from .notebook import trace_html
+        from .views.notebook import trace_html
         return trace_html(self)

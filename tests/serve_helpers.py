@@ -116,7 +116,7 @@ def running(app: Any, *, wait_ready: bool = True, timeout: float = 20.0) -> Iter
         thread.join(15)
 
 
-#: How an admitted request can leave: the outcome of its run, or no run at all (see mmreact.serve.admission).
+#: How an admitted request can leave: the outcome of its run, or no run at all (see mmreact.serve._admission).
 LEAVINGS = ("completed", "cancelled", "failed", "bad_request", "llm_error", "left_queue", "queue_timeout")
 
 

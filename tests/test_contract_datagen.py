@@ -11,7 +11,7 @@ from pathlib import Path
 from datagen_helpers import annotations_file, tiny_images
 
 from mmreact.datagen import export, generate
-from mmreact.datagen.store import RECORDS_FILE, SHARDS_DIR, Store
+from mmreact.datagen._store import RECORDS_FILE, SHARDS_DIR, Store
 from mmreact.llms import ScriptedLLM
 
 TWO_PAIRS = ("Question:\nHow many cups are on the table?\n===\nAnswer:\nThere are two cups.\n===\n"

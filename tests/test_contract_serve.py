@@ -21,7 +21,7 @@ from mmreact import Agent, Image, LLMRequest, ScriptedLLM, tool  # noqa: E402
 from mmreact.cache import configure  # noqa: E402
 from mmreact.errors import ConfigError, ImageError  # noqa: E402
 from mmreact.serve import ServeConfig, create_app  # noqa: E402
-from mmreact.serve.image_urls import ImageFetcher  # noqa: E402
+from mmreact.serve._image_urls import ImageFetcher  # noqa: E402
 from serve_helpers import (hash_planner, image_array, image_message, make_hash_tool, png_bytes,  # noqa: E402
                            running, sha, wait_for)
 # the SSRF tests' fakes; ``ca`` and ``image_server`` are their fixtures (a test CA, an https server on 127.0.0.1)

@@ -21,7 +21,7 @@ from mmreact.datagen import export, generate, make_templates, refilter
 from mmreact.datagen.exports import check_conversation
 from mmreact.datagen.records import Record
 from mmreact.datagen.report import summarize
-from mmreact.datagen.store import RECORDS_FILE, Store
+from mmreact.datagen._store import RECORDS_FILE, Store
 from mmreact.datagen.templates import TEMPLATES, instruction, items_from_run
 from mmreact.errors import ConfigError
 
@@ -242,7 +242,7 @@ def test_user_annotations_replace_the_experts_and_counts_are_checked(tmp_path):
 
 
 def test_coco_annotations(tmp_path):
-    from mmreact.datagen.annotations import annotation_context, load_annotations
+    from mmreact.datagen._annotations import annotation_context, load_annotations
 
     tiny_images(tmp_path, 1)
     (tmp_path / "instances.json").write_text(json.dumps({
@@ -292,7 +292,7 @@ def test_no_ready_expert_and_bad_inputs_are_one_sentence(tmp_path, monkeypatch):
         generate(tmp_path / "empty", tmp_path / "out", llm=planted_llm())
     with pytest.raises(ConfigError, match="cannot run here"):
         monkeypatch.setenv("MMREACT_DETECT_MODEL", "no_such_weights.pt")
-        from mmreact.registry import discover
+        from mmreact.tools.registry import discover
 
         discover(refresh=True)
         generate(tmp_path / "imgs", tmp_path / "out", llm=planted_llm(), tools=["detect"])
@@ -421,7 +421,7 @@ def test_expert_stage_reads_the_real_experts_artifacts(tmp_path):
 
     from mmreact.datagen.config import DatagenConfig
     from mmreact.datagen.context import normalise_box
-    from mmreact.datagen.stages import ImageTask, expert_stage
+    from mmreact.datagen._stages import ImageTask, expert_stage
     from mmreact.experts.caption import CaptionTool
     from mmreact.experts.dense import DenseCaptionTool
 

@@ -26,7 +26,7 @@ from mmreact.datagen.filters import (
     repetition,
     structure,
 )
-from mmreact.datagen.formats import (
+from mmreact.datagen._formats import (
     QA,
     block_format,
     json_format,

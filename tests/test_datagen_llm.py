@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from mmreact.datagen import generate
-from mmreact.datagen.formats import parse_blocks, parse_json
+from mmreact.datagen._formats import parse_blocks, parse_json
 from mmreact.datagen.prompts import reply_spec
-from mmreact.datagen.store import Store
+from mmreact.datagen._store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 

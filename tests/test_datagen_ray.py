@@ -20,7 +20,7 @@ from datagen_helpers import annotations_file, image_folder, tiny_images
 from kill9 import kill_after_lines
 
 from mmreact.datagen import export
-from mmreact.datagen.store import RECORDS_FILE, Store
+from mmreact.datagen._store import RECORDS_FILE, Store
 
 ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("ray.data")

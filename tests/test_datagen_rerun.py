@@ -21,7 +21,7 @@ from PIL import Image
 
 from mmreact.datagen import export, generate
 from mmreact.datagen.records import Reason, Record
-from mmreact.datagen.store import RECORDS_FILE, Store
+from mmreact.datagen._store import RECORDS_FILE, Store
 from mmreact.errors import ConfigError
 from mmreact.images import load_image
 from mmreact.llms import ScriptedLLM

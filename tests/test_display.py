@@ -16,9 +16,9 @@ import pytest
 from PIL import Image as PILImage
 
 from mmreact import LLM, Agent, Completion, Image, LLMRequest, Observation, ScriptedLLM, Trace, tool
-from mmreact.annotate import COLOURS, annotate, annotate_many, calls_for, findings, supervision_available
+from mmreact.views.boxes import COLOURS, annotate, annotate_many, calls_for, findings, supervision_available
 from mmreact.errors import ConfigError
-from mmreact.notebook import MAX_IMAGE_WIDTH, live, running_html
+from mmreact.views.notebook import MAX_IMAGE_WIDTH, live, running_html
 
 ROOT = Path(__file__).resolve().parents[1]
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}

@@ -27,7 +27,7 @@ from mmreact.experts.caption import CaptionTool, clean_caption
 from mmreact.experts.dense import DenseCaptionTool, parse_regions
 from mmreact.experts.dense import cut_note as dense_cut_note
 from mmreact.experts.tags import TagsTool, default_vocabulary
-from mmreact.registry import BUILTIN_TOOLS
+from mmreact.tools.registry import BUILTIN_TOOLS
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tiny_models  # noqa: E402
@@ -477,7 +477,7 @@ def test_half_precision_path(name, models, monkeypatch):
     """On a GPU the experts load in bf16/fp16; the same casts are exercised here with bf16 on the CPU."""
     import torch
 
-    from mmreact.experts import hf_base
+    from mmreact.experts import _hf as hf_base
 
     monkeypatch.setattr(hf_base, "select_dtype", lambda device: torch.bfloat16)
     result_cache().clear()  # earlier fp32 results for the same image would answer otherwise

@@ -28,7 +28,7 @@ from PIL import Image as PILImage
 from mmreact import Agent, Image, LLMError, Observation, ScriptedLLM, Trace, tool
 from mmreact.agent import MAX_REPLY_CHARS
 from mmreact.llms.openai import OpenAILLM
-from mmreact.render import MAX_OBSERVATION_CHARS
+from mmreact.prompts import MAX_OBSERVATION_CHARS
 from servers import Reply, ScriptedOpenAI
 
 ROOT = Path(__file__).resolve().parents[1]

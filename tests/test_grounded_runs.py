@@ -89,8 +89,8 @@ def test_reask_leaves_supported_answers_alone() -> None:
 
 
 def test_views_mark_unsupported_facts() -> None:
-    from mmreact.notebook import trace_html
-    from mmreact.serve.response import reasoning_text
+    from mmreact.views.notebook import trace_html
+    from mmreact.serve._response import reasoning_text
 
     trace = run([CALL, BAD])
     text = trace.pretty()
@@ -104,7 +104,7 @@ def test_views_mark_unsupported_facts() -> None:
 
 
 def test_annotated_with_grounding_draws_only_the_supporting_boxes() -> None:
-    from mmreact.annotate import support_artifact
+    from mmreact.views.boxes import support_artifact
 
     result = Agent(ScriptedLLM([CALL, GOOD]), tools=[read_text]).run("When?", POSTER)
     art = support_artifact(result, "image_1")

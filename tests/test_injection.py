@@ -8,7 +8,7 @@ from PIL import Image as PILImage
 from PIL import ImageDraw
 
 from mmreact import Agent, ScriptedLLM
-from mmreact.render import observation_block
+from mmreact.prompts import observation_block
 from mmreact.trace import CallRecord
 
 INJECTIONS = [

@@ -24,7 +24,7 @@ from mmreact import Image, tool  # noqa: E402
 from mmreact.experts.detect import DetectTool  # noqa: E402
 from mmreact.experts.ocr import OCRTool  # noqa: E402
 from mmreact.images import ImageTable  # noqa: E402
-from mmreact.langchain_tools import as_langchain_tool, langchain_tools  # noqa: E402
+from mmreact.tools.langchain import as_langchain_tool, langchain_tools  # noqa: E402
 
 
 @tool
@@ -169,7 +169,7 @@ def test_import_mmreact_does_not_import_langchain() -> None:
     import subprocess
     import sys
 
-    code = "import sys, mmreact; print('langchain_core' in sys.modules, 'mmreact.langchain_tools' in sys.modules)"
+    code = "import sys, mmreact; print('langchain_core' in sys.modules, 'mmreact.tools.langchain' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
 

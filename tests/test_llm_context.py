@@ -1,4 +1,4 @@
-"""A model server's context: every request fits (mmreact.llms.server_context), the user can cap a
+"""A model server's context: every request fits (mmreact.llms._server_context), the user can cap a
 reply's length, and a server that does not apply the step grammar is reported where a user sees it.
 
 The stand-in vLLM server (``tests/servers.py``, ``ScriptedOpenAI(context=...)``) refuses, as vLLM
@@ -21,7 +21,7 @@ from mmreact import Agent, Image, LLMRequest, Message, tool
 from mmreact.errors import ConfigError, LLMError, LLMWarning
 from mmreact.llms import load_llm
 from mmreact.llms.openai import OpenAILLM
-from mmreact.llms.server_context import Room, overflow, prompt_chars
+from mmreact.llms._server_context import Room, overflow, prompt_chars
 
 ROOT = Path(__file__).resolve().parents[1]
 LINES = [f"Item {i:03d} organic vegetable soup with bread {i % 9}.{i % 7}5" for i in range(150)]

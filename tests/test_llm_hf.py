@@ -105,7 +105,7 @@ def receipt():
 
 # -- the token masks accept exactly what the language accepts ---------------------------------
 def _constraints(kind: str, engine: str):
-    from mmreact.llms.hf_constrain import Constraints
+    from mmreact.llms._hf_constrain import Constraints
 
     tok = _tokenizer(kind)
     return Constraints(tok, len(tok), {tok.eos_token_id}, engine)
@@ -198,7 +198,7 @@ def test_engine_choice_and_fallbacks(monkeypatch):
     pytest.importorskip("llguidance")
     import importlib.util
 
-    from mmreact.llms.hf_constrain import Constraints
+    from mmreact.llms._hf_constrain import Constraints
 
     g = step_grammar(_request(observations=1))
     auto = _constraints("bytes", "auto")

@@ -29,7 +29,7 @@ from mmreact import Agent, LLMRequest, Message, ScriptedLLM
 from mmreact.errors import ConfigError, LLMError
 from mmreact.llms import SPEC_PREFIXES, load_llm
 from mmreact.llms.langchain import LangChainLLM
-from mmreact.llms.lc_chat import MMReactChatModel, StopGuard, cut_at_stop
+from mmreact.llms.langchain_chat import MMReactChatModel, StopGuard, cut_at_stop
 from mmreact.llms.openai import tool_specs
 
 

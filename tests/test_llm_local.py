@@ -277,7 +277,7 @@ def test_default_loads_once_per_process(default_llm):
 def test_default_agent_chooses_ocr_and_answers_from_it_without_invented_thoughts(default_llm, receipt):
     """The embedded default choosing between two tools (which one is the 135M model's own choice:
     ``tools/planner_report.py`` measures how often it is right; the real receipt answers 7.75 in
-    tests/test_native.py)."""
+    tests/test_llama_cpu.py)."""
     chunks: list[str] = []
     agent = Agent(default_llm, tools=[caption, ocr], grounding="check")  # the model's own answer, checked
     result = agent.run("What is the total on this receipt?", receipt, on_text=chunks.append)

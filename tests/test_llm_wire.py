@@ -24,7 +24,7 @@ from mmreact.llms import load_llm
 from mmreact.llms.formats import TextFormat, line, lit, one_of, seq
 from mmreact.llms.grammar import EMBEDDED, FULL, StepGrammar, StepOptions, step_grammar
 from mmreact.llms.openai import OpenAILLM
-from mmreact.llms.server_grammar import (
+from mmreact.llms._server_grammar import (
     KINDS,
     OLLAMA_NOTE,
     detect,
@@ -448,7 +448,7 @@ def test_xgrammar_with_a_real_vocabulary_takes_what_the_served_form_allows() -> 
     xgr = pytest.importorskip("xgrammar")
     from vocab import smollm2_tokens
 
-    from mmreact.registry import resolve_tools
+    from mmreact.tools.registry import resolve_tools
 
     vocab = smollm2_tokens()
     if vocab is None:

@@ -7,7 +7,7 @@ import pytest
 
 from mmreact import Agent, ScriptedLLM
 from mmreact.errors import ToolNotFoundError
-from mmreact.registry import discover, plugin_failures, resolve_tools
+from mmreact.tools.registry import discover, plugin_failures, resolve_tools
 
 from plugin_fixture import make_plugins
 

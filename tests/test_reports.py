@@ -35,7 +35,7 @@ def test_bench_latency_prints_policy_none_and_ideal_from_the_same_rounds():
 @pytest.mark.slow
 def test_bench_extra_bufts_measures_both_settings():
     out = _script("tools/bench_extra_bufts.py", "--repeats", "1", "--no-q4_0")
-    from mmreact.llms import native
+    from mmreact.llms import llama_cpu as native
 
     assert "mmreact's setting here" in out
     assert ("on: skipped, this CPU has AMX" in out) if native.has_amx() else ("off/on" in out)  # 'on' crashes on AMX

@@ -347,7 +347,7 @@ def test_langchain_chat_openai_with_an_image_part(hash_server):
 
 
 def test_conversation_mapping_rules():
-    from mmreact.serve.request import compose_question, parse_request
+    from mmreact.serve._request import compose_question, parse_request
 
     def img(n: int) -> dict:
         return {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{n}"}}

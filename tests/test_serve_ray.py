@@ -162,7 +162,7 @@ def test_ray_serve_gives_the_same_answers_as_mmreact_serve():
 
 
 def test_remote_tool_looks_exactly_like_the_local_expert():
-    from mmreact.registry import resolve_tools
+    from mmreact.tools.registry import resolve_tools
     from mmreact.serve.ray_app import build_app, remote_tool
 
     local = resolve_tools(["ocr"])[0]

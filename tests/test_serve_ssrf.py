@@ -19,7 +19,7 @@ trustme = pytest.importorskip("trustme")
 from mmreact import Agent, ScriptedLLM  # noqa: E402
 from mmreact.errors import ImageError  # noqa: E402
 from mmreact.serve import ServeConfig, create_app  # noqa: E402
-from mmreact.serve.image_urls import ImageFetcher, address_problem, decode_data_url  # noqa: E402
+from mmreact.serve._image_urls import ImageFetcher, address_problem, decode_data_url  # noqa: E402
 from serve_helpers import hash_planner, image_array, make_hash_tool, png_bytes, running, sha  # noqa: E402
 
 HOST = "img.test"

@@ -22,7 +22,7 @@ from mmreact.experts.caption import CaptionTool
 from mmreact.experts.detect import DetectTool
 from mmreact.experts.ocr import OCRTool
 from mmreact.experts.tags import TagsTool
-from mmreact.registry import resolve_tools
+from mmreact.tools.registry import resolve_tools
 from mmreact.weights import Plan, human_size, policy
 from mmreact.weights.hub import EXPERT_NEEDS, missing_parts, safetensors_whole, select_files
 from mmreact.weights.pull import pull_targets, run_pull
@@ -164,7 +164,7 @@ def test_an_offline_switch_opens_no_socket(switch: str, socket_disabled: None, m
     monkeypatch.setenv("MMREACT_WEIGHTS_DIR", str(tmp_path / "weights"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(policy, "_probes", {})
-    monkeypatch.setattr("mmreact.registry._discovered", None)
+    monkeypatch.setattr("mmreact.tools.registry._discovered", None)
     with pytest.MonkeyPatch.context() as mp:  # undone before pytest-socket lifts its guard
         sockets = Sockets(mp)
 
@@ -182,7 +182,7 @@ def test_an_offline_switch_opens_no_socket(switch: str, socket_disabled: None, m
             run_pull(pull_targets(["caption"]))
         with pytest.raises(WeightsMissingError, match="turns downloads off"):
             tools["caption"].weights().fetch()
-        from mmreact.tool_status import tool_rows
+        from mmreact.tools.status import tool_rows
 
         rows = {r["name"]: r for r in tool_rows()}
         assert rows["caption"]["status"] == "offline" and rows["ocr"]["status"] == "ready"
@@ -477,7 +477,7 @@ def test_a_slow_download_that_keeps_moving_is_not_cut(hub: FakeHub, monkeypatch:
 def test_doctor_and_tools_agree(hub: FakeHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Weights that would download on first use are "not downloaded" in both, not "ready" in doctor."""
     from mmreact.doctor import _tools
-    from mmreact.tool_status import status_word, tool_rows
+    from mmreact.tools.status import status_word, tool_rows
 
     go_online(monkeypatch, tmp_path, hub.url, MMREACT_CAPTION_MODEL=hub.ids["caption"])  # type: ignore[attr-defined]
 

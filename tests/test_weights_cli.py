@@ -197,7 +197,7 @@ def test_pull_mistakes_are_one_line(hub: FakeHub, tmp_path: Path) -> None:
 def test_tools_does_not_wait_for_a_hub_that_never_answers(tmp_path: Path) -> None:
     """The hub accepts and trickles a status line forever (no read ever times out), and a metadata
     request may wait 300 s: the table still comes after the 8 s the size lookups get, sizes left out."""
-    from mmreact.tool_status import SIZE_TIMEOUT
+    from mmreact.tools.status import SIZE_TIMEOUT
 
     with SilentHub(trickle=0.5) as silent:
         env = online_env(tmp_path, silent.url, MMREACT_HUB_TIMEOUT="300", MMREACT_DETECT_MODEL=f"{silent.url}/y.pt")

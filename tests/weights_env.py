@@ -56,7 +56,7 @@ def go_online(monkeypatch: pytest.MonkeyPatch, tmp: Path, endpoint: str, **extra
     a tool registry built afresh (all put back when the test ends)."""
     from huggingface_hub import constants
 
-    from mmreact import registry
+    from mmreact.tools import registry
     from mmreact.weights import policy
 
     env = online_env(tmp, endpoint, **extra)

@@ -1,7 +1,7 @@
 """What does turning llama.cpp's extra buffer types off cost? (mmreact turns them off on AMX CPUs.)
 
 For each GGUF file, child processes load the model through mmreact's own load path
-(``mmreact.llms.native.llama``) with ``use_extra_bufts`` on and off, alternating, and time prompt
+(``mmreact.llms.llama_cpu.llama``) with ``use_extra_bufts`` on and off, alternating, and time prompt
 processing (400 tokens) and greedy decoding (48 tokens). Printed: median tokens per second for
 each setting and the ratio off / on, measured in the same run.
 
@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def child(path: str, enabled: bool) -> dict[str, float]:
-    from mmreact.llms import native
+    from mmreact.llms import llama_cpu as native
 
     llm = native.llama(path, 1024, native.decode_threads(), decision=native.ExtraBufts(enabled, "bench"))
     return time_model(llm, prompt_tokens=400, new_tokens=48)
@@ -88,7 +88,7 @@ def main() -> None:
         print(json.dumps(child(args.child[0], args.child[1] == "1")))
         return
 
-    from mmreact.llms import native
+    from mmreact.llms import llama_cpu as native
     from mmreact.llms.gguf import default_model_path
 
     print(f"CPU: {native.cpu_model()}; llama.cpp: {native.system_info()}")

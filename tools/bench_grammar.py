@@ -6,7 +6,7 @@ vocabulary before decoding. This prints the compile time of each language in two
 
 * ``bounded``: the language with its length bounds (thought <= 1,000 characters, answer <= 2,000;
   the embedded answer <= 200), what in-process backends decode under and what servers were sent;
-* ``served``: what ``openai:`` sends vLLM and SGLang now (:func:`mmreact.llms.server_grammar.served`:
+* ``served``: what ``openai:`` sends vLLM and SGLang now (:func:`mmreact.llms._server_grammar.served`:
   long runs unbounded, lengths left to ``max_tokens``).
 
 Languages (the built-in tool set: caption, dense_caption, tags, detect, ocr; one image):
@@ -44,7 +44,7 @@ def languages() -> list[tuple[str, object]]:
     from mmreact.grounding._evidence import from_text as evidence_from_text
     from mmreact.llms.base import LLMRequest, Message
     from mmreact.llms.grammar import EMBEDDED, FULL, StepGrammar, step_grammar
-    from mmreact.registry import resolve_tools
+    from mmreact.tools.registry import resolve_tools
 
     tools = resolve_tools(None, ready_only=False)
     fresh = [Message("system", "s"), Message("user", "What is the total?")]
@@ -93,7 +93,7 @@ def main() -> None:
     import xgrammar as xgr
     from vocab import large_vocab, smollm2_tokens
 
-    from mmreact.llms.server_grammar import served
+    from mmreact.llms._server_grammar import served
 
     langs = languages()
     from importlib.metadata import version

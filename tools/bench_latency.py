@@ -185,7 +185,7 @@ def expert_tools(root: Path) -> list[Any]:
     from mmreact.experts.dense import DenseCaptionTool
     from mmreact.experts.detect import DetectTool
     from mmreact.experts.tags import TagsTool
-    from mmreact.registry import resolve_tools
+    from mmreact.tools.registry import resolve_tools
 
     tools = [*resolve_tools(["ocr"], ready_only=False), CaptionTool(model=str(build_blip(root / "blip"))),
              TagsTool(model=str(build_clip(root / "clip"))), DetectTool(model="yolo11n.yaml"),

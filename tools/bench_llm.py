@@ -70,7 +70,7 @@ class Worker:
         from mmreact.llms import load_llm
         from mmreact.llms.gguf import default_model_path
         from mmreact.prompts import system_prompt
-        from mmreact.registry import resolve_tools
+        from mmreact.tools.registry import resolve_tools
 
         self.backend = backend
         t0 = time.perf_counter()
@@ -112,7 +112,7 @@ class Worker:
     def round(self, question: str, full: bool = True) -> dict[str, Any]:
         from mmreact.llms.base import LLMRequest
         from mmreact.llms.formats import TextFormat
-        from mmreact.llms.gbnf import Chars, Rep
+        from mmreact.llms._gbnf import Chars, Rep
 
         def step(turns: int) -> LLMRequest:
             done = frozenset(("ocr(image_1)", "caption(image_1)")[:turns])

@@ -9,7 +9,7 @@ second for each setting, and each setting's share of the best one in the same co
     python tools/bench_threads.py                  # 1/all and all/all threads, idle and with 1 busy process
     python tools/bench_threads.py --settings 1/1,1/2,2/2 --busy 1 --repeats 3
 
-mmreact's default (``mmreact.llms.native.decode_threads`` / ``batch_threads``) is half the cores for
+mmreact's default (``mmreact.llms.llama_cpu.decode_threads`` / ``batch_threads``) is half the cores for
 generation and every core for the prompt; this script is where that choice comes from.
 """
 
@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 def child(decode: int, batch: int) -> dict[str, float]:
     from llama_cpp import Llama
 
-    from mmreact.llms import native
+    from mmreact.llms import llama_cpu as native
     from mmreact.llms.gguf import default_model_path
 
     with native.model_params(native.extra_bufts().enabled):
@@ -60,7 +60,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(*args.child)))
         return
-    from mmreact.llms import native
+    from mmreact.llms import llama_cpu as native
 
     n = min(native.cores(), 8)
     default = f"{native.decode_threads()}/{native.batch_threads(native.decode_threads())}"

@@ -123,7 +123,7 @@ def main() -> None:
     ap.add_argument("--llamafactory", help="the src/ folder of a LLaMA-Factory checkout")
     args = ap.parse_args()
     from mmreact.datagen import export
-    from mmreact.datagen.store import Store
+    from mmreact.datagen._store import Store
 
     out = Path(args.out)
     images = Path(Store.existing(out).run_info()["images_dir"])

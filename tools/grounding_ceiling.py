@@ -36,7 +36,7 @@ def main() -> None:
     from mmreact.eval.dataset import load_dataset
     from mmreact.eval.scorers import get_scorer, score_item
     from mmreact.llms.scripted import ScriptedLLM
-    from mmreact.registry import parse_tool_list
+    from mmreact.tools.registry import parse_tool_list
 
     items = load_dataset(args.data)
     agent = Agent(ScriptedLLM(["Final Answer: -"], repeat_last=True), tools=parse_tool_list(args.tools),

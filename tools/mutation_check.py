@@ -39,7 +39,7 @@ MUTATIONS: list[tuple[str, str, str, str]] = [
      'parts = {k: (f"sha256:{v.sha256}" if isinstance(v, Image) else v) for k, v in arguments.items()}',
      'parts = {k: f"sha256:{v.sha256}" for k, v in arguments.items() if isinstance(v, Image)}',
      "tests/test_loop.py"),
-    ("mmreact/tools.py", 'return f"{self.cache_version}|code:{code_hash(self._fn)}"', "return self.cache_version",
+    ("mmreact/tools/base.py", 'return f"{self.cache_version}|code:{code_hash(self._fn)}"', "return self.cache_version",
      "tests/test_loop.py"),
     ("mmreact/experts/base.py",
      "return self._identity if self._identity is not None else self._current_identity()",
@@ -52,7 +52,7 @@ MUTATIONS: list[tuple[str, str, str, str]] = [
      "tests/test_experts_detect_ocr.py::test_group_lines"),
     ("mmreact/experts/detect.py", '"box": clip_box(xyxy, img.width, img.height)', '"box": clip_box(xyxy, img.height, img.width)',
      "tests/test_experts_detect_ocr.py::test_boxes_on_a_wide_image_are_ultralytics_own"),
-    ("mmreact/llms/native.py", "    if has_amx(flags):\n", "    if False:\n", "tests/test_native.py"),
+    ("mmreact/llms/llama_cpu.py", "    if has_amx(flags):\n", "    if False:\n", "tests/test_llama_cpu.py"),
     ("mmreact/eval/runner.py", 'if retry_errors and record.status == "error":', 'if record.status == "error":',
      "tests/test_eval.py::test_retry_errors_and_corrupt_lines"),
     # found in stop 19's CI and after it

@@ -174,7 +174,7 @@ def main() -> None:
 
     from mmreact import Agent
     from mmreact.llms import load_llm
-    from mmreact.registry import resolve_tools
+    from mmreact.tools.registry import resolve_tools
 
     started = time.perf_counter()
     items = questions()

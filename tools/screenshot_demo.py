@@ -45,7 +45,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     from mmreact import Agent
-    from mmreact.registry import parse_tool_list
+    from mmreact.tools.registry import parse_tool_list
     from mmreact.serve.demo import build_demo, offline_theme
 
     t0 = time.perf_counter()

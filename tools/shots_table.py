@@ -26,7 +26,7 @@ def row(folder: Path) -> dict[str, object]:
     traces = [json.loads(line)["trace"] for line in (folder / "traces.jsonl").read_text().splitlines() if line]
     example_answers: set[str] = set()
     if shots.get("source") and Path(shots["source"]).is_file():
-        from mmreact.shots import load_examples
+        from mmreact.fewshot import load_examples
 
         example_answers = {e.answer.lower() for e in load_examples(shots["source"])[: shots["k"]]}
     tools: Counter[str] = Counter()

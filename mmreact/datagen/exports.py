@@ -35,7 +35,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .records import Record
-from .store import Store
+from ._store import Store
 
 __all__ = ["FORMATS", "ExportSummary", "export", "conversation", "check_conversation"]
 
@@ -213,7 +213,7 @@ def export(out: str | Path, fmt: str = "llava", dest: str | Path | None = None, 
     A record whose image file is gone, or holds other pixels than the record was made from, is
     left out (and counted): its text belongs to another picture.
     """
-    from .identity import Known, state
+    from ._identity import Known, state
 
     if fmt not in FORMATS:
         raise ConfigError(f"Unknown export format '{fmt}'; use {', '.join(FORMATS)}.")

@@ -23,7 +23,7 @@ Per question/answer pair (a reason drops that pair; a record left with no pair i
 Also per pair (:mod:`mmreact.datagen.checks`): ``placeholder`` (``[ANSWER]``, Lorem ipsum, "N/A",
 an answer without a word), ``echo`` (the question said back, or an answer that is a question),
 ``language`` (another language than the prompt's), ``length`` (an answer past
-:data:`~mmreact.datagen.checks.MAX_CHARS`), ``copy`` (the context pasted in as the answer) and,
+:data:`~mmreact.datagen._checks.MAX_CHARS`), ``copy`` (the context pasted in as the answer) and,
 last, ``unrelated`` (the pair touches no word or object of the context). ``hallucination``
 is checked only when an expert that sees objects ran (:func:`sees_objects`).
 
@@ -41,7 +41,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from ..grounding import Evidence, evidence_from_context, ground
-from . import checks
+from . import _checks as checks
 from .context import Context
 from .records import Reason, Record
 from ..grounding.vocab import NUMBER_WORDS, Vocabulary, default_vocabulary

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..llms.base import Message
-from .formats import QA, TextFormat, block_format, json_format, paragraph_format, parse_blocks, render_json
+from ._formats import QA, TextFormat, block_format, json_format, paragraph_format, parse_blocks, render_json
 
 __all__ = ["KINDS", "FOLDERS", "FewShot", "ReplySpec", "load_prompts", "load_folder", "reply_spec",
            "detail_instruction", "cleanup_prompt"]
@@ -64,7 +64,7 @@ class FewShot:
     def language(self) -> str:
         """The language of the system message (``en`` when it cannot tell): replies in another
         language are rejected."""
-        from .checks import language_of
+        from ._checks import language_of
 
         found = language_of(self.system)
         return found.split("/")[0] if found else "en"

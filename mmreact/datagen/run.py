@@ -18,7 +18,7 @@ from .config import DEFAULT_EXPERTS, DatagenConfig, Price, fingerprint
 from .context import ContextOptions
 from .prompts import KINDS, FewShot, cleanup_prompt, load_prompts
 from .records import Record
-from .store import Store
+from ._store import Store
 
 __all__ = ["generate", "prepare", "Prepared", "RunSummary"]
 
@@ -78,7 +78,7 @@ class RunSummary:
 
 
 def _tools(config: DatagenConfig, tools: Sequence[Any] | None) -> list[Any]:
-    from ..registry import resolve_tools
+    from ..tools.registry import resolve_tools
 
     if tools is not None:
         chosen = resolve_tools(list(tools))
@@ -107,7 +107,7 @@ def _changed_images(store: Store, records: list[Record], tasks: Sequence[Any], i
     the store and some of its files differ (same names, other pictures): that is a mistake to
     stop, not work to redo. In the same folder, a changed file is made again.
     """
-    from .identity import known_images, state
+    from ._identity import known_images, state
 
     known = known_images(records)
     changed = [t.image for t in tasks if t.image in known and state(t.path, known[t.image]) == "changed"]
@@ -131,7 +131,7 @@ def prepare(images_dir: str | Path, out: str | Path, config: DatagenConfig, *, l
     (other pixels under the same name) has its records dropped and is made again; the same names
     in another folder with other pixels are refused (see :func:`_changed_images`)."""
     from ..llms import LLM, load_llm
-    from .annotations import load_annotations
+    from ._annotations import load_annotations
     from ..grounding.vocab import default_vocabulary
 
     source = llm if llm is not None else config.llm
@@ -199,7 +199,7 @@ def generate(
     (``address``, ``expert_workers``, ``llm_workers``, ``num_gpus``, ``cpus_per_worker``).
     """
     from .config import parse_price
-    from .stages import scan_images
+    from ._stages import scan_images
 
     if engine not in ("local", "ray"):
         raise ConfigError(f"Unknown engine '{engine}'; use local or ray.")
@@ -221,13 +221,13 @@ def generate(
         wanted = set(config.kinds)
         todo = [t for t in tasks if not wanted <= prep.done_by_image.get(t.image, set())]
         if engine == "local":
-            from .engine_local import run_local
+            from ._engine_local import run_local
 
             tally, stopped = run_local(prep, todo, batch_size=batch_size, concurrency=concurrency,
                                        max_cost=max_cost, progress=progress, on_record=on_record)
             extra: dict[str, Any] = {}
         else:
-            from .engine_ray import run_ray
+            from ._engine_ray import run_ray
 
             tally, stopped, extra = run_ray(prep, todo, batch_size=batch_size, max_cost=max_cost,
                                             progress=progress, **(ray or {}))

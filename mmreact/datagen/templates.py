@@ -29,7 +29,7 @@ from typing import Any
 from ..errors import ConfigError, ImageError
 from .context import Context, normalise_box
 from .records import Record, error_id
-from .store import Store
+from ._store import Store
 from ..grounding.vocab import plural
 
 __all__ = ["TEMPLATES", "TASKS", "instruction", "items_from_file", "items_from_run", "make_templates"]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..shots import Example, examples_from_items, load_examples
+from ..fewshot import Example, examples_from_items, load_examples
 from .dataset import EvalItem
 from .fingerprint import file_hash
 

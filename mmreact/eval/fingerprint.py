@@ -130,7 +130,7 @@ def system_settings(system: Any) -> dict[str, Any]:
                 if v is not None and isinstance(v, _SCALARS):
                     settings[k] = v
         shown = getattr(system, "examples", None)
-        if shown is not None and getattr(shown, "fingerprint", None):  # solved examples (mmreact.shots)
+        if shown is not None and getattr(shown, "fingerprint", None):  # solved examples (mmreact.fewshot)
             settings["examples"] = {"count": len(shown), "digest": shown.fingerprint}
     return {str(k): _compact(v) for k, v in settings.items()}
 

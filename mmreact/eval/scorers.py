@@ -49,8 +49,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, MMReactError
-from . import text as tx
-from .text import Text, is_numeric_answer, normalize, numbers, words_to_digits
+from . import _text as tx
+from ._text import Text, is_numeric_answer, normalize, numbers, words_to_digits
 
 if TYPE_CHECKING:
     from .dataset import EvalItem

@@ -24,7 +24,7 @@ from ..errors import MMReactError
 from ..images import Image
 from ..observation import Observation
 from .base import size_line
-from .hf_base import HFExpertTool
+from ._hf import HFExpertTool
 
 WHAT = "BLIP captioning"
 _ARTEFACT = re.compile(r"\baraf+e*d?\b\s*", re.IGNORECASE)

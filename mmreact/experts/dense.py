@@ -35,7 +35,7 @@ from ..errors import MMReactError
 from ..images import Image
 from ..observation import Observation
 from .base import clip_box, fmt_box, limited, size_line
-from .hf_base import HFExpertTool
+from ._hf import HFExpertTool
 
 WHAT = "Florence-2 dense captioning"
 TASK = "<DENSE_REGION_CAPTION>"

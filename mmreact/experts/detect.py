@@ -41,7 +41,7 @@ from ..errors import ConfigError, WeightsMissingError, one_line
 from ..images import Image
 from ..observation import Observation
 from ..weights import FileToFetch, Plan, Weights
-from ..weights.files import is_url, remote_size, url_file_name, whole_zip
+from ..weights._files import is_url, remote_size, url_file_name, whole_zip
 from ..weights.policy import is_connection_error, unreachable
 from .base import ExpertTool, clip_box, fmt_box, limited, shared, size_line, weights_fingerprint
 

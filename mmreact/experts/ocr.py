@@ -38,7 +38,7 @@ from ..errors import ConfigError, WeightsMissingError, one_line
 from ..images import Image
 from ..observation import Observation
 from ..weights import FileToFetch, Plan, Weights
-from ..weights.files import remote_size
+from ..weights._files import remote_size
 from ..weights.policy import host_of, is_connection_error, unreachable
 from .base import ExpertTool, clip_box, fmt_box, limited, shared, size_line, weights_fingerprint
 

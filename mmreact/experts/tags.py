@@ -29,7 +29,7 @@ from ..errors import ConfigError
 from ..images import Image
 from ..observation import Observation
 from .base import shared, size_line
-from .hf_base import HFBundle, HFExpertTool
+from ._hf import HFBundle, HFExpertTool
 
 WHAT = "CLIP tagging"
 MAX_TOP_K = 50

@@ -8,7 +8,7 @@ spec                   backend
 ``gguf:PATH``          any GGUF chat model through llama-cpp-python (grammar-constrained steps)
 ``hf:MODEL_OR_DIR``    a transformers causal LM (a folder, or a hub id fetched on first use; see mmreact.weights)
 ``openai:MODEL``       OpenAI chat completions; ``openai:MODEL@URL[?grammar=...&options=...]`` for an
-                       OpenAI-compatible server (step grammar sent over the wire: mmreact.llms.server_grammar)
+                       OpenAI-compatible server (step grammar sent over the wire: mmreact.llms._server_grammar)
 =====================  ==========================================================
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ConfigError
-from ..lazy import import_target
+from .._lazy import import_target
 from .base import LLM, Completion, LLMRequest, Message
 from .scripted import ScriptedLLM
 

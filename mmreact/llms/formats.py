@@ -15,7 +15,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .gbnf import Alt, Chars, Lit, Node, Rep, Seq, max_chars, to_gbnf, to_regex
+from ._gbnf import Alt, Chars, Lit, Node, Rep, Seq, max_chars, to_gbnf, to_regex
 
 __all__ = ["TextFormat", "any_text", "line", "lit", "one_of", "seq", "repeat"]
 

@@ -16,7 +16,7 @@ Decisions:
   and control-token strings inside messages can be defused. A file without a template goes
   through ``create_chat_completion`` (llama-cpp-python's guessed format), without prefill.
 * Greedy decoding (``temperature=0``) by default: steps are reproducible.
-* Models load through :func:`mmreact.llms.native.llama`, which turns llama.cpp's extra buffer
+* Models load through :func:`mmreact.llms.llama_cpu.llama`, which turns llama.cpp's extra buffer
   types off on CPUs with AMX (there llama.cpp's AMX weight repacking segfaults at the first
   token); see :mod:`mmreact.llms.native`.
 * A ``llama_cpp.Llama`` loads lazily, once per process per (path, n_ctx, n_threads), through
@@ -40,7 +40,7 @@ from typing import Any
 from ..errors import ConfigError, LLMError, WeightsMissingError, one_line
 from .base import LLM, Completion, LLMRequest, chat_messages
 from .formats import TextFormat
-from .native import ExtraBufts
+from .llama_cpu import ExtraBufts
 from .grammar import EMBEDDED, FINAL, FULL, Generated, LocalSteps, StepGrammar, StepOptions, run_step, step_grammar
 
 DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -50,7 +50,7 @@ _INSTALL = "pip install llama-cpp-python"
 
 
 def _threads() -> int:
-    from .native import decode_threads
+    from .llama_cpu import decode_threads
 
     return decode_threads()
 
@@ -127,7 +127,7 @@ def _template(llama: Any) -> tuple[Any, tuple[str, ...]]:
 
 
 def _load(path: Path, n_ctx: int, n_threads: int, decision: ExtraBufts) -> _Loaded:
-    from . import native
+    from . import llama_cpu as native
 
     t0 = time.perf_counter()
     native.check_decode(path, decision)  # a crash in a child process becomes one sentence, not ours
@@ -177,7 +177,7 @@ class GGUFLLM(LocalSteps, LLM):
     Args:
         path: the ``.gguf`` file.
         n_ctx: context window in tokens.
-        n_threads: CPU threads for generating tokens (default: :func:`mmreact.llms.native.decode_threads`,
+        n_threads: CPU threads for generating tokens (default: :func:`mmreact.llms.llama_cpu.decode_threads`,
             half the cores; prompts are read on every core).
         constrained: draw every reply from the step grammar (see :mod:`mmreact.llms.grammar`).
         temperature: 0 is greedy.
@@ -217,7 +217,7 @@ class GGUFLLM(LocalSteps, LLM):
     def _loaded(self) -> _Loaded:
         from ..experts.base import shared
 
-        from .native import extra_bufts
+        from .llama_cpu import extra_bufts
 
         decision = extra_bufts()
         return shared(("gguf", str(self.path), self.n_ctx, self.n_threads, decision.enabled),

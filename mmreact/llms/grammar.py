@@ -22,7 +22,7 @@ Settings (:class:`StepOptions`) belong to the backend, not to the language:
   a tool. The bounds guarantee that every reply ends (the token budget grows to fit them).
   In-process backends keep them (llama.cpp checks the grammar token by token, llguidance builds
   masks lazily: neither pays for a long bound); model servers are sent the language with the
-  long runs unbounded and the same token budget (:func:`mmreact.llms.server_grammar.served`).
+  long runs unbounded and the same token budget (:func:`mmreact.llms._server_grammar.served`).
 * :data:`EMBEDDED` (the embedded 135M default): the strict settings that keep a tiny model on
   the rails: no thought (measured: after a thought SmolLM2-135M nearly always called the first
   tool listed; deciding directly it picks by the question), one call per step without optional
@@ -63,7 +63,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from ..tools import Param, Tool
 from .base import Completion, LLMRequest, Message
-from .gbnf import Alt, Chars, Lit, Node, Rep, Seq, drop_prefix, max_chars, to_gbnf, to_regex, unbounded
+from ._gbnf import Alt, Chars, Lit, Node, Rep, Seq, drop_prefix, max_chars, to_gbnf, to_regex, unbounded
 
 __all__ = ["EMBEDDED", "FULL", "Generated", "Lit", "LocalSteps", "StepGrammar", "StepOptions", "describe",
            "run_step", "step_grammar"]
@@ -311,8 +311,8 @@ class StepGrammar:
     #: Grounded answers: the word sequences the answer is a run of (``None``: a free answer).
     phrases: tuple[tuple[str, ...], ...] | None = None
     #: ``False``: the free-text runs (thought, answer, string arguments) have no length bound in
-    #: the language itself (:func:`~mmreact.llms.gbnf.unbounded`); the reply's token budget bounds
-    #: them instead. What model servers are sent (:func:`mmreact.llms.server_grammar.served`).
+    #: the language itself (:func:`~mmreact.llms._gbnf.unbounded`); the reply's token budget bounds
+    #: them instead. What model servers are sent (:func:`mmreact.llms._server_grammar.served`).
     bounded: bool = True
 
     @property

@@ -11,7 +11,7 @@ Decisions:
 * The prompt comes from the tokenizer's chat template with ``sanitize_control_tokens=True``, so
   an OCR'd ``<|im_end|>`` stays text. A tokenizer without a chat template gets a plain
   ``role: text`` transcript.
-* A key/value cache is kept per model across calls (:class:`~mmreact.llms.hf_decode.PrefixCache`):
+* A key/value cache is kept per model across calls (:class:`~mmreact.llms._hf_decode.PrefixCache`):
   a request feeds only the tokens after the longest prefix it shares with the previous one (an
   agent's later step re-reads only its newest turn), then one token per forward pass.
 * Constrained decoding (:mod:`mmreact.llms.hf_constrain`): llguidance compiles the language's
@@ -38,8 +38,8 @@ from ..errors import ConfigError, LLMError, one_line
 from .base import LLM, Completion, LLMRequest, chat_messages
 from .formats import TextFormat
 from .grammar import FULL, Generated, LocalSteps, StepGrammar, StepOptions, run_step, step_grammar
-from .hf_constrain import Constraints
-from .hf_decode import PrefixCache, decode
+from ._hf_constrain import Constraints
+from ._hf_decode import PrefixCache, decode
 
 _INSTALL = "pip install 'mmreact[hf]'"
 _instances: dict[str, HFLLM] = {}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 def main() -> None:
-    from .native import extra_bufts, set_default_extra_bufts
+    from .llama_cpu import extra_bufts, set_default_extra_bufts
 
     set_default_extra_bufts(extra_bufts().enabled)
     from llama_cpp.server.__main__ import main as server_main

@@ -4,7 +4,7 @@ Spec strings: ``openai:MODEL`` (key from ``OPENAI_API_KEY``, URL from ``OPENAI_B
 api.openai.com) and ``openai:MODEL@BASE_URL``, e.g. ``openai:smollm2@http://127.0.0.1:8000/v1``.
 Settings follow as a query: ``openai:smollm2@http://127.0.0.1:8000/v1?grammar=llamacpp&options=embedded``
 (keys: ``grammar``, ``options``, ``mode``, ``seed``, ``temperature``, ``max_tokens``; see
-:func:`mmreact.llms.server_grammar.spec_settings`).
+:func:`mmreact.llms._server_grammar.spec_settings`).
 
 Decisions:
 
@@ -33,7 +33,7 @@ Decisions:
   135M default's) or any :class:`~mmreact.llms.grammar.StepOptions`; ``writes_thoughts`` follows it.
   As in-process, a constrained reply's token budget grows to fit the language's longest reply
   (``full``: ~3,000; the language sent has no length bounds, the budget is the bound: see
-  :func:`~mmreact.llms.server_grammar.served`), fitted to the server's context
+  :func:`~mmreact.llms._server_grammar.served`), fitted to the server's context
   (:mod:`mmreact.llms.server_context`); ``max_tokens`` (``?max_tokens=N``, ``--max-tokens``) caps it.
 * **A server that rejects the grammar** (HTTP 400/422 to a request carrying it) gets one retry of
   that step without it; when the retry succeeds the server is remembered as unconstrained and its
@@ -72,8 +72,8 @@ from ..errors import ConfigError, LLMError, LLMWarning, one_line
 from ..protocol import Call, ParseError, new_call_id, parse
 from .base import LLM, Completion, LLMRequest, Message, chat_messages, on_this_machine
 from .grammar import EMBEDDED, FULL, Generated, StepGrammar, StepOptions, run_step, step_grammar
-from .server_context import Room, budget, context_of, overflow
-from .server_grammar import (
+from ._server_context import Room, budget, context_of, overflow
+from ._server_grammar import (
     CONSTRAINED,
     OLLAMA_NOTE,
     check_kind,
@@ -214,7 +214,7 @@ class OpenAILLM(LLM):
     @classmethod
     def from_spec(cls, spec: str) -> OpenAILLM:
         """``MODEL`` or ``MODEL@BASE_URL`` (the URL starts with http:// or https://), optionally
-        followed by ``?key=value&...`` settings (:func:`~mmreact.llms.server_grammar.spec_settings`)."""
+        followed by ``?key=value&...`` settings (:func:`~mmreact.llms._server_grammar.spec_settings`)."""
         spec, _, query = spec.partition("?")
         kwargs = spec_settings(query) if query else {}
         for marker in ("@http://", "@https://"):
@@ -261,7 +261,7 @@ class OpenAILLM(LLM):
 
     def server_kind(self) -> str:
         """How this server takes the step language: :attr:`grammar`, or for ``"auto"`` what
-        ``GET /v1/models`` says (asked once; see :func:`mmreact.llms.server_grammar.detect`)."""
+        ``GET /v1/models`` says (asked once; see :func:`mmreact.llms._server_grammar.detect`)."""
         with self._kind_lock:
             if self._kind is None:
                 self._kind = self._detect()

@@ -19,7 +19,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from ..lazy import import_target
+from .._lazy import import_target
 from .base import Bridge, EndToEndSystem, Generation, RunResult, System
 
 if TYPE_CHECKING:

@@ -33,7 +33,7 @@ from ..images import Image, ImageSource, ImageTable
 from ..trace import ImageRecord, StepRecord, Trace
 
 if TYPE_CHECKING:
-    from ..shots import Demonstrations
+    from ..fewshot import Demonstrations
 
 __all__ = ["Bridge", "EndToEndSystem", "Generation", "Result", "RunResult", "System", "as_sources"]
 
@@ -89,13 +89,13 @@ class EndToEndSystem(abc.ABC):
     #: How many questions may usefully run at once from threads (``None``: no limit); the eval
     #: runner reads it.
     max_concurrency: int | None = None
-    #: Solved examples shown before every question (:func:`mmreact.shots.for_model`), or ``None``.
+    #: Solved examples shown before every question (:func:`mmreact.fewshot.for_model`), or ``None``.
     examples: Demonstrations | None = None
 
     def use_examples(self, examples: Any) -> None:
-        """Show ``examples`` (a list of :class:`mmreact.shots.Example`, or a JSONL file) before every
+        """Show ``examples`` (a list of :class:`mmreact.fewshot.Example`, or a JSONL file) before every
         question; raises :class:`ConfigError` when this model cannot take them."""
-        from ..shots import for_model
+        from ..fewshot import for_model
 
         shown = for_model(examples) if examples is not None else None
         if shown is not None:

@@ -66,7 +66,7 @@ from ..images import Image
 from .base import Bridge, EndToEndSystem, Generation
 
 if TYPE_CHECKING:
-    from ..shots import Demonstrations
+    from ..fewshot import Demonstrations
 
 __all__ = ["BRIDGES", "FAMILIES", "Family", "HFMultimodal"]
 

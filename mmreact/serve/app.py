@@ -32,13 +32,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..agent import Agent, Result
 from ..errors import LLMError, one_line
 from ..images import MB, ImagePolicy, megabytes, size_over
-from . import response as resp
-from .admission import Admission
+from . import _response as resp
+from ._admission import Admission
 from .config import ServeConfig
-from .errors import APIError, bad_request
-from .image_urls import ImageFetcher
-from .request import ChatRequest, parse_request
-from .runner import Event, LoopRun
+from ._errors import APIError, bad_request
+from ._image_urls import ImageFetcher
+from ._request import ChatRequest, parse_request
+from ._runner import Event, LoopRun
 
 log = logging.getLogger("mmreact.serve")
 AgentSource = Agent | Callable[[], Agent]

@@ -28,9 +28,9 @@ from ..agent import Agent, Result
 from ..errors import ImageError, MMReactError
 from ..images import Image, ImagePolicy, load_bytes, load_image
 from ..trace import StepRecord, Trace
-from .errors import APIError
-from .request import parse_request
-from .runner import AgentRun, Event
+from ._errors import APIError
+from ._request import parse_request
+from ._runner import AgentRun, Event
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -231,7 +231,7 @@ def _observation(text: str) -> str:
 
 def annotated_images(result: Result) -> list[tuple[str, Any]]:
     """``(handle, PIL image)`` for each image some tool found boxes on."""
-    from ..annotate import calls_for, findings
+    from ..views.boxes import calls_for, findings
 
     out = []
     for handle, image in result.images.items():
@@ -362,7 +362,7 @@ def offline_theme() -> Any:
 def launch(*, llm: str | None = None, tools: str | None = None, server: str | None = None, api_key: str | None = None,
            port: int = 7860, max_steps: int = 8, block: bool = True) -> Any:
     """Build and serve the demo on ``127.0.0.1:port`` (the ``mmreact demo`` command)."""
-    from ..registry import parse_tool_list
+    from ..tools.registry import parse_tool_list
 
     agent = None if server else Agent(llm=llm, tools=parse_tool_list(tools), max_steps=max_steps)
     if agent is not None:

@@ -49,7 +49,7 @@ _CONFIG_FIELDS = {f for f in ServeConfig.__dataclass_fields__ if f not in ("host
 
 
 def _resolve(name: str) -> Tool:
-    from ..registry import resolve_tools
+    from ..tools.registry import resolve_tools
 
     return resolve_tools([name])[0]
 

@@ -32,7 +32,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..errors import WeightsMissingError, one_line
-from . import Broken, FileToFetch, Plan, Weights, policy, waits
+from . import Broken, FileToFetch, Plan, Weights, policy
+from . import _waits as waits
 
 EXPERT_NEEDS = ("config", "weights", "processor", "tokenizer")
 LLM_NEEDS = ("config", "weights", "tokenizer")

@@ -30,7 +30,7 @@ def pull_targets(names: Sequence[str] | None, llm: str | None = None) -> list[Ta
     that is not ``hf:MODEL_ID``.
     """
     from ..experts.base import ExpertTool
-    from ..registry import BUILTIN_TOOLS, discover
+    from ..tools.registry import BUILTIN_TOOLS, discover
 
     wanted = list(dict.fromkeys(n.strip() for n in (names or []) if n.strip()))
     if not wanted and not llm:

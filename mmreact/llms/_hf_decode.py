@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .hf_constrain import Constraint
+from ._hf_constrain import Constraint
 
 
 class PrefixCache:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import APIError, bad_request
+from ._errors import APIError, bad_request
 
 _IGNORED_ROLES = {"system", "developer"}
 #: The question (the last user message's text) may not be longer than this.

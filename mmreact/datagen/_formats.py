@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..llms.formats import TextFormat, lit, repeat, seq
-from ..llms.gbnf import Alt, Chars, Lit, Node, Rep, Seq
+from ..llms._gbnf import Alt, Chars, Lit, Node, Rep, Seq
 
 __all__ = ["QA", "Parsed", "block_format", "json_format", "paragraph_format", "parse_blocks", "parse_json",
            "parse_paragraph", "render_blocks", "render_json"]

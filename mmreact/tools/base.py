@@ -28,9 +28,9 @@ from typing import Any, ClassVar, Literal, Union, get_args, get_origin
 
 import pydantic
 
-from .errors import ToolDefinitionError
-from .images import Image
-from .observation import Observation
+from ..errors import ToolDefinitionError
+from ..images import Image
+from ..observation import Observation
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _SCALARS: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
@@ -259,13 +259,13 @@ class Tool:
 
         if not self.cacheable:
             return produce(), "computed"
-        from .cache import ResultCache, result_cache
+        from ..cache import ResultCache, result_cache
 
         return result_cache().compute(ResultCache.key(self.name, self.cache_identity(), arguments), produce)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Observation:
         """Call directly from Python: images may be paths, PIL images or numpy arrays."""
-        from .images import load_image
+        from ..images import load_image
 
         names = [p.name for p in self.params]
         if len(args) > len(names):
@@ -279,7 +279,7 @@ class Tool:
     def canonical(self, bound: dict[str, Any]) -> str:
         """One text per distinct call: required arguments positional, changed options by name;
         image handles bare (``image_1``, or a solved example's ``example_1_image_1``)."""
-        from .protocol import format_value
+        from ..protocol import format_value
 
         parts = []
         for p in self.params:

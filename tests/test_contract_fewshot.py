@@ -1,4 +1,4 @@
-"""What users of solved examples (mmreact.shots) rely on (issue 25): examples that differ only in
+"""What users of solved examples (mmreact.fewshot) rely on (issue 25): examples that differ only in
 their images never share a fingerprint (eval results made with them are never mixed), and
 ``image_0`` in an example step is refused at creation instead of naming some other image."""
 
@@ -9,7 +9,7 @@ import pytest
 
 from mmreact import Agent, ConfigError, Image, ScriptedLLM, tool
 from mmreact.eval.fingerprint import system_settings
-from mmreact.shots import Example, for_agent, for_model
+from mmreact.fewshot import Example, for_agent, for_model
 
 #: Two images of the same size that differ only in their pixels.
 DARK = np.full((10, 14, 3), 20, dtype=np.uint8)

@@ -23,16 +23,16 @@ from collections.abc import Callable, Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any
 
-from .display import decision_note, grounding_lines, step_text, support_text
-from .images import ImageSource
+from .text import decision_note, grounding_lines, step_text, support_text
+from ..images import ImageSource
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
-    from .agent import Agent, Chat, Result
-    from .grounding import Grounding
-    from .observation import Observation
-    from .trace import CallRecord, StepRecord, Trace
+    from ..agent import Agent, Chat, Result
+    from ..grounding import Grounding
+    from ..observation import Observation
+    from ..trace import CallRecord, StepRecord, Trace
 
 MAX_IMAGE_WIDTH = 640
 FOLD_CHARS = 800
@@ -198,7 +198,7 @@ def trace_body(trace: Trace, *, outcome: bool = True) -> str:
 
 
 def _legend(kinds: set[str]) -> str:
-    from .annotate import COLOURS
+    from .boxes import COLOURS
 
     names = {"detect": "objects", "dense": "regions", "ocr": "text lines", "other": "other boxes",
              "answer": "the answer's support"}
@@ -208,7 +208,7 @@ def _legend(kinds: set[str]) -> str:
 
 def figures(images: dict[str, Any], artifacts_for: Callable[[str], list[Any]]) -> str:
     """Annotated images as ``<figure>``s, with a colour legend when any box was drawn."""
-    from .annotate import annotate, findings
+    from .boxes import annotate, findings
 
     out: list[str] = []
     kinds: set[str] = set()
@@ -224,7 +224,7 @@ def figures(images: dict[str, Any], artifacts_for: Callable[[str], list[Any]]) -
 
 
 def _result_figures(results: Sequence[Result]) -> str:
-    from .annotate import calls_for
+    from .boxes import calls_for
 
     images: dict[str, Any] = {}
     for r in results:
@@ -305,7 +305,7 @@ def live(agent_or_chat: Agent | Chat, question: str, images: Sequence[ImageSourc
     Outside a kernel each step is printed as plain text. Pass a :class:`Chat` to keep the turn in
     a session; an :class:`Agent` runs a fresh one.
     """
-    from .agent import Agent
+    from ..agent import Agent
 
     chat = agent_or_chat.chat() if isinstance(agent_or_chat, Agent) else agent_or_chat
     display = _kernel_display()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import textwrap
 
-from .grounding import Fact, Grounding
-from .trace import StepRecord, Trace
+from ..grounding import Fact, Grounding
+from ..trace import StepRecord, Trace
 
 
 def _indent(text: str, prefix: str = "    ", limit: int = 1200) -> str:

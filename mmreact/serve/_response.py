@@ -19,7 +19,7 @@ import uuid
 from typing import Any
 
 from ..agent import Result
-from ..display import grounding_lines
+from ..views.text import grounding_lines
 from ..trace import StepRecord, Trace
 
 #: trace status -> OpenAI finish_reason

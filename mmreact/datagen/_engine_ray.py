@@ -42,7 +42,7 @@ from ..errors import ConfigError
 from .config import DatagenConfig, Price
 from .context import Context
 from .records import Record
-from .stages import ImageTask, Job, expert_stage, llm_stage
+from ._stages import ImageTask, Job, expert_stage, llm_stage
 
 __all__ = ["run_ray", "ExpertStage", "LLMStage"]
 
@@ -71,7 +71,7 @@ class ExpertStage:
 
     def __init__(self, tools: Sequence[str], config: DatagenConfig, fingerprint: str,
                  done: Sequence[Sequence[str]], annotations: dict[str, Any] | None, seen: dict[str, str]) -> None:
-        from ..registry import resolve_tools
+        from ..tools.registry import resolve_tools
 
         self.tools = resolve_tools(list(tools))
         self.config = config
@@ -164,7 +164,7 @@ class _Budget:
 def _check_tools_by_name(tools: Sequence[Any]) -> None:
     """Actors find experts by name (a loaded model cannot be pickled): each tool must be the one its
     name gives in a fresh process."""
-    from ..registry import resolve_tools
+    from ..tools.registry import resolve_tools
 
     for t in tools:
         try:
@@ -194,7 +194,7 @@ def run_ray(prep: Any, tasks: Sequence[ImageTask], *, batch_size: int = 8, max_c
             progress: bool = False, address: str | None = None, expert_workers: int = 1, llm_workers: int = 1,
             num_gpus: float = 0.0, cpus_per_worker: float | None = None) -> tuple[Any, str | None, dict[str, Any]]:
     """Generate records for ``tasks`` on Ray into ``prep.store``."""
-    from .engine_local import Tally
+    from ._engine_local import Tally
 
     tally = Tally(price=prep.price)
     if expert_workers < 1 or llm_workers < 1:

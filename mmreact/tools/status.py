@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from .weights import Status, human_size
+from ..weights import Status, human_size
 
 #: seconds the size lookups may take, all together, before the table is printed without the sizes
 #: still missing (each lookup runs in a daemon thread that is abandoned then: the process does not
@@ -23,7 +23,7 @@ SIZE_TIMEOUT = 8.0
 
 
 def _status(tool: Any) -> tuple[Status, Any]:
-    from .experts.base import ExpertTool
+    from ..experts.base import ExpertTool
 
     try:
         if isinstance(tool, ExpertTool):

@@ -24,7 +24,7 @@ from typing import Any
 from .config import Price
 from .records import Record
 from .run import Prepared
-from .stages import ImageTask, Job, expert_stage, llm_stage
+from ._stages import ImageTask, Job, expert_stage, llm_stage
 
 __all__ = ["run_local", "Tally"]
 

@@ -35,7 +35,7 @@ def serve_command(*, host: str, port: int, llm: str | None, tools: str | None, a
                   insecure: bool) -> None:
     need("serve", ("fastapi", "uvicorn", "sse_starlette"), "mmreact serve")
     from ..agent import Agent
-    from ..registry import parse_tool_list
+    from ..tools.registry import parse_tool_list
     from .app import create_app
     from .server import bind, run_server
 

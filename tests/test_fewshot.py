@@ -1,4 +1,4 @@
-"""Solved examples for the agent (mmreact.shots): loading, checking, running through the result
+"""Solved examples for the agent (mmreact.fewshot): loading, checking, running through the result
 cache, rendering as completed exchanges, handles that cannot be called, and injection."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from mmreact import Agent, ConfigError, Image, Observation, ScriptedLLM, tool
 from mmreact.eval.fingerprint import system_settings
 from mmreact.llms.base import LLMRequest
 from mmreact.llms.grammar import EMBEDDED, FULL, step_grammar
-from mmreact.shots import Example, Step, as_examples, for_agent, load_examples
+from mmreact.fewshot import Example, Step, as_examples, for_agent, load_examples
 
 ROOT = Path(__file__).resolve().parents[1]
 RED = np.full((20, 30, 3), (255, 0, 0), dtype=np.uint8)
@@ -131,7 +131,7 @@ def test_examples_follow_the_backends_step_format():
     assert thinking.chat().messages[2].content == "Thought: I can answer this directly.\nFinal Answer: 4"
 
 
-def test_native_tool_calling_backends_get_native_calls_and_results():
+def test_llama_cpu_tool_calling_backends_get_native_calls_and_results():
     from mmreact.llms.openai import openai_messages
 
     tools, _ = make_tools()

@@ -1,6 +1,6 @@
 """Any mmreact LLM backend as a LangChain chat model, e.g. the embedded offline model::
 
-    from mmreact.llms.lc_chat import MMReactChatModel
+    from mmreact.llms.langchain_chat import MMReactChatModel
     chat = MMReactChatModel(llm="default")   # or an LLM object, or "openai:...", "scripted:..."
     chat.invoke("Say hi")
 

@@ -23,8 +23,8 @@ Decisions:
   example's images through the tools' result cache (a fixed set costs its expert calls once per
   process). A call that fails raises :class:`ConfigError` naming the example, never a silent gap.
 * **Completed exchanges.** An example becomes the messages a real turn leaves: the question (a
-  ``user`` message in :func:`mmreact.render.question_text`'s format), one assistant reply per step,
-  the observations (``observation`` messages built by :func:`mmreact.render.observations_text`, so
+  ``user`` message in :func:`mmreact.prompts.question_text`'s format), one assistant reply per step,
+  the observations (``observation`` messages built by :func:`mmreact.prompts.observations_text`, so
   text in an example image is fenced like any other observation and cannot inject), then the
   assistant's ``Final Answer``. They follow the system prompt in every :class:`mmreact.Chat`.
 * **Handles that cannot be confused or called.** Example images are named ``example_1_image_1``,
@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import protocol, render
+from . import prompts, protocol
 from .errors import ConfigError, MMReactError, one_line
 from .images import Image, ImagePolicy, ImageSource, load_image
 from .llms.base import Message
@@ -227,7 +227,7 @@ def as_examples(examples: Any) -> list[Example]:
     if isinstance(examples, Demonstrations):
         return list(examples.examples)
     if isinstance(examples, (Example, Mapping)) or not isinstance(examples, Iterable):
-        raise ConfigError("examples must be a list of mmreact.shots.Example objects (or a JSONL file path).")
+        raise ConfigError("examples must be a list of mmreact.fewshot.Example objects (or a JSONL file path).")
     out: list[Example] = []
     for n, e in enumerate(examples, start=1):
         if isinstance(e, Example):
@@ -237,7 +237,7 @@ def as_examples(examples: Any) -> list[Example]:
         elif isinstance(e, Mapping):
             out.append(example_from_dict(dict(e), f"example {n}", Path.cwd()))
         else:
-            raise ConfigError(f"Example {n} is a {type(e).__name__}; give mmreact.shots.Example objects.")
+            raise ConfigError(f"Example {n} is a {type(e).__name__}; give mmreact.fewshot.Example objects.")
     return out
 
 
@@ -259,7 +259,7 @@ class Shown:
         return f"Example {self.index}" + (f" ('{self.example.id}')" if self.example.id else "")
 
     def question_text(self) -> str:
-        """The question as :func:`mmreact.render.question_text` writes a real one."""
+        """The question as :func:`mmreact.prompts.question_text` writes a real one."""
         lines = []
         if self.images:
             lines.append("Images: " + ", ".join(f"{h} ({img.width}x{img.height})"
@@ -451,7 +451,7 @@ def _exchange(shown: Shown, plan: list[tuple[Step, list[_Call]]], *, thoughts: b
             actions = "\n".join(f"Action: {text}" for text, _ in texts)
             messages.append(Message("assistant", _reply(thought, actions, thoughts)))
             results = ()
-        messages.append(Message("observation", render.observations_text(step_records), results=results))
+        messages.append(Message("observation", prompts.observations_text(step_records), results=results))
     conclusion = shown.example.conclusion or (DEFAULT_CONCLUSION if plan else DEFAULT_DIRECT)
     messages.append(Message("assistant", _reply(conclusion, f"Final Answer: {shown.example.answer}", thoughts)))
     return messages, records

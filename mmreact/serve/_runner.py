@@ -27,8 +27,8 @@ from ..errors import ImageError, LLMError, MMReactError, one_line
 from ..images import Image, ImagePolicy
 from ..llms.scripted import ScriptedLLM
 from ..trace import StepRecord
-from .image_urls import ImageFetcher, decode_data_url, image_from_bytes
-from .request import ChatRequest, ImagePart, compose_question
+from ._image_urls import ImageFetcher, decode_data_url, image_from_bytes
+from ._request import ChatRequest, ImagePart, compose_question
 
 Kind = Literal["ready", "bad_image", "text", "step", "result", "llm_error", "error", "cancelled", "end"]
 

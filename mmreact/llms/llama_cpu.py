@@ -273,7 +273,7 @@ def _remember(key: str, outcome: dict[str, Any]) -> None:
 
 def probe_command(path: Path, decision: ExtraBufts) -> list[str]:
     """The child process that loads ``path`` like mmreact does and decodes a few tokens."""
-    return [sys.executable, "-m", "mmreact.llms.native", str(path), "1" if decision.enabled else "0"]
+    return [sys.executable, "-m", "mmreact.llms.llama_cpu", str(path), "1" if decision.enabled else "0"]
 
 
 def run_probe(command: list[str], timeout: float = 120.0) -> dict[str, Any]:

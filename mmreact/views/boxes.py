@@ -30,13 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import ConfigError, one_line
-from .images import HANDLE_RE, Image, ImageSource, load_image
+from ..errors import ConfigError, one_line
+from ..images import HANDLE_RE, Image, ImageSource, load_image
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
-    from .agent import Result
+    from ..agent import Result
 
 Kind = Literal["detect", "dense", "ocr", "other", "answer"]
 Backend = Literal["auto", "supervision", "pil"]

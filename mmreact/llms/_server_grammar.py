@@ -58,7 +58,7 @@ from typing import Any, Literal, Protocol
 
 from ..errors import ConfigError
 from .formats import TextFormat
-from .gbnf import unbounded
+from ._gbnf import unbounded
 from .grammar import EMBEDDED, FULL, StepGrammar, StepOptions
 
 Kind = Literal["auto", "llamacpp", "vllm", "vllm-regex", "sglang", "sglang-regex", "ollama", "none"]
@@ -147,7 +147,7 @@ def sampling_fields(kind: str) -> dict[str, Any]:
 
 def served(kind: str, language: StepGrammar | TextFormat) -> StepGrammar | TextFormat:
     """The language a server of ``kind`` is sent: the same, with its long runs of one character
-    class unbounded (:func:`~mmreact.llms.gbnf.unbounded`), except for llama.cpp, which keeps
+    class unbounded (:func:`~mmreact.llms._gbnf.unbounded`), except for llama.cpp, which keeps
     the bounds (see the module docstring)."""
     if kind == "llamacpp":
         return language

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-from .errors import MMReactError, ToolNotFoundError, one_line
-from .lazy import import_target
-from .tools import Tool, as_tool
+from ..errors import MMReactError, ToolNotFoundError, one_line
+from .._lazy import import_target
+from . import Tool, as_tool
 
 log = logging.getLogger("mmreact")
 log.addHandler(logging.NullHandler())  # the application decides where warnings go

@@ -13,7 +13,7 @@ import pytest
 from mmreact import ConfigError
 from mmreact.eval.fingerprint import system_settings
 from mmreact.mllm import load_system
-from mmreact.shots import Example
+from mmreact.fewshot import Example
 
 QUESTION = "what is this?"
 NEW_TOKENS = 4

@@ -18,7 +18,7 @@ import pytest
 
 from mmreact import Agent
 from mmreact.errors import NativeCrashError
-from mmreact.llms import native
+from mmreact.llms import llama_cpu as native
 from mmreact.llms.gguf import GGUFLLM, default_llm, default_model_path
 
 pytest.importorskip("llama_cpp")

@@ -95,7 +95,7 @@ def run(
 
     from .context import ContextOptions
     from .run import generate
-    from .store import Store
+    from ._store import Store
 
     try:
         if min_confidence < 0 or min_confidence > 1:
@@ -184,7 +184,7 @@ def report(
     import json
 
     from .report import summarize
-    from .store import Store
+    from ._store import Store
 
     try:
         rep = summarize(Store.existing(out).records())

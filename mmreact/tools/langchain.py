@@ -1,6 +1,6 @@
 """mmreact tools as LangChain tools (``langchain_core.tools.BaseTool``).
 
-    from mmreact.langchain_tools import langchain_tools
+    from mmreact.tools.langchain import langchain_tools
     tools = langchain_tools(["ocr", "detect"])     # hand them to create_agent / bind_tools
 
 Decisions:
@@ -26,9 +26,9 @@ from typing import Any, Literal, Union
 import pydantic
 from langchain_core.tools import BaseTool, ToolException
 
-from .errors import MMReactError, one_line
-from .images import HANDLE_RE, Image, ImageSource, ImageTable, load_image
-from .tools import ArgumentError, Tool, as_tool
+from ..errors import MMReactError, one_line
+from ..images import HANDLE_RE, Image, ImageSource, ImageTable, load_image
+from . import ArgumentError, Tool, as_tool
 
 #: Maps an image handle to an image: an ImageTable, a mapping, or a callable (``None`` = unknown).
 ImageResolver = Union[ImageTable, Mapping[str, ImageSource], Callable[[str], "ImageSource | None"]]

@@ -19,7 +19,7 @@ import math
 from collections import Counter
 from typing import Any, Literal
 
-from .errors import APIError
+from ._errors import APIError
 
 Status = Literal["starting", "ready", "draining", "failed"]
 
