@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from . import grounding as grounding_
 from . import prefetch as prefetching
 from . import prompts, protocol
+from ._hashing import digest, llm_settings
 from .errors import ConfigError, LLMError, MMReactError, one_line
 from .images import Image, ImagePolicy, ImageSource, ImageTable
 from .llms.base import LLM, LLMRequest, Message
@@ -186,6 +187,20 @@ class Agent:
         if self.grounding == "constrain" and getattr(self.llm, "ranks_answers", False):
             grounding_.embedder()  # the question-relevance model of grounded answers, loaded beside the LLM
         return time.perf_counter() - t0
+
+    def eval_settings(self) -> dict[str, Any]:
+        """The settings that decide how this agent answers: what an eval result's fingerprint holds
+        (see :mod:`mmreact.eval.fingerprint`), so results made with other settings never mix."""
+        return {
+            "type": "mmreact.Agent",
+            "llm": llm_settings(self.llm),
+            "tools": [{"name": t.name, "cache_version": getattr(t, "cache_version", None)} for t in self.tools],
+            "max_steps": self.max_steps,
+            "max_errors": self.max_errors,
+            "tool_timeout": self.tool_timeout,
+            "system_prompt": digest(self.system_prompt),
+            "grounding": self.grounding,
+        }
 
     def chat(self) -> Chat:
         """Start a multi-turn session that keeps images, turns and observations."""

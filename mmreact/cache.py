@@ -12,7 +12,6 @@ the tool itself.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -22,6 +21,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Literal
 
+from ._hashing import digest
 from .observation import Observation
 
 
@@ -41,7 +41,7 @@ class ResultCache:
 
         parts = {k: (f"sha256:{v.sha256}" if isinstance(v, Image) else v) for k, v in arguments.items()}
         blob = json.dumps([tool, version, parts], sort_keys=True, default=repr)
-        return hashlib.sha256(blob.encode()).hexdigest()
+        return digest(blob, 64)
 
     def get(self, key: str) -> Observation | None:
         with self._lock:

@@ -51,13 +51,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import prompts, protocol
+from ._hashing import digest
 from .errors import ConfigError, MMReactError, one_line
 from .images import Image, ImagePolicy, ImageSource, load_image
 from .llms.base import Message
+from .qa import QAItem, SampleRoots, item_from_dict, jsonl_records, read_text
 from .trace import CallRecord
 
 if TYPE_CHECKING:
-    from .eval.dataset import EvalItem
     from .llms.base import LLM
     from .tools import Tool
 
@@ -133,32 +134,6 @@ class Example:
 
 
 # -- loading -------------------------------------------------------------------------------------
-class _PackageRoots(Mapping[str, Path]):
-    """``skimage:NAME`` / ``matplotlib:NAME`` image names, resolved only when used."""
-
-    def __getitem__(self, key: str) -> Path:
-        from .eval.builtin import _PACKAGES, package_folder
-
-        if key not in _PACKAGES:
-            raise KeyError(key)
-        return package_folder(key)
-
-    def __contains__(self, key: object) -> bool:
-        from .eval.builtin import _PACKAGES
-
-        return key in _PACKAGES
-
-    def __iter__(self):
-        from .eval.builtin import _PACKAGES
-
-        return iter(_PACKAGES)
-
-    def __len__(self) -> int:
-        from .eval.builtin import _PACKAGES
-
-        return len(_PACKAGES)
-
-
 def _steps_from_json(raw: Any, where: str) -> tuple[Step, ...]:
     if not isinstance(raw, list):
         raise ConfigError(f"{where}: 'steps' must be a list of steps.")
@@ -189,12 +164,10 @@ def _steps_from_json(raw: Any, where: str) -> tuple[Step, ...]:
 
 def example_from_dict(data: Any, where: str, base: Path) -> Example:
     """One JSON object (the eval format plus ``steps``) as an :class:`Example`."""
-    from .eval.dataset import item_from_dict
-
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a JSON object, got {type(data).__name__}.")
     rest = {k: v for k, v in data.items() if k != "steps"}
-    item = item_from_dict(rest, where, base, _PackageRoots())
+    item = item_from_dict(rest, where, base, SampleRoots())
     steps = _steps_from_json(data["steps"], where) if "steps" in data else ()
     try:
         return Example(question=item.question, answer=item.answers[0], images=item.images, steps=steps, id=item.id)
@@ -204,15 +177,13 @@ def example_from_dict(data: Any, where: str, base: Path) -> Example:
 
 def load_examples(path: str | Path) -> list[Example]:
     """Every example of a JSONL file (one JSON object per line; image paths relative to the file)."""
-    from .eval.dataset import jsonl_records, read_text
-
     p = Path(path).expanduser()
     text = read_text(p, what="examples file", folder="a folder; give a JSONL file of solved examples",
                      form="an examples file is JSONL")
     return jsonl_records(p, text, lambda data, where: example_from_dict(data, where, p.parent), "examples")
 
 
-def examples_from_items(items: Iterable[EvalItem]) -> list[Example]:
+def examples_from_items(items: Iterable[QAItem]) -> list[Example]:
     """Eval items as examples without steps (question, images, first answer)."""
     return [Example(question=it.question, answer=it.answers[0], images=it.images, id=it.id) for it in items]
 
@@ -220,8 +191,6 @@ def examples_from_items(items: Iterable[EvalItem]) -> list[Example]:
 def as_examples(examples: Any) -> list[Example]:
     """A JSONL path, another system's :class:`Demonstrations`, or a sequence of :class:`Example`
     objects, eval items or JSON-style dicts."""
-    from .eval.dataset import EvalItem
-
     if isinstance(examples, (str, Path)):
         return load_examples(examples)
     if isinstance(examples, Demonstrations):
@@ -232,7 +201,7 @@ def as_examples(examples: Any) -> list[Example]:
     for n, e in enumerate(examples, start=1):
         if isinstance(e, Example):
             out.append(e)
-        elif isinstance(e, EvalItem):
+        elif isinstance(e, QAItem):
             out.extend(examples_from_items([e]))
         elif isinstance(e, Mapping):
             out.append(example_from_dict(dict(e), f"example {n}", Path.cwd()))
@@ -302,8 +271,6 @@ class Demonstrations:
 
 
 def _digest(value: Any) -> str:
-    from .eval.fingerprint import digest
-
     return digest(value)
 
 

@@ -5,20 +5,19 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._hashing import digest
 from ..errors import ConfigError
+from ._store import Store
 from .config import DEFAULT_EXPERTS, DatagenConfig, Price, fingerprint
 from .context import ContextOptions
 from .prompts import KINDS, FewShot, cleanup_prompt, load_prompts
 from .records import Record
-from ._store import Store
 
 __all__ = ["generate", "prepare", "Prepared", "RunSummary"]
 
@@ -130,9 +129,9 @@ def prepare(images_dir: str | Path, out: str | Path, config: DatagenConfig, *, l
     Resuming keys on what each image is: an image whose file changed since its records were made
     (other pixels under the same name) has its records dropped and is made again; the same names
     in another folder with other pixels are refused (see :func:`_changed_images`)."""
+    from ..grounding.vocab import default_vocabulary
     from ..llms import LLM, load_llm
     from ._annotations import load_annotations
-    from ..grounding.vocab import default_vocabulary
 
     source = llm if llm is not None else config.llm
     # A function that makes the LLM (for Ray workers, which each make their own) is called here once.
@@ -145,7 +144,7 @@ def prepare(images_dir: str | Path, out: str | Path, config: DatagenConfig, *, l
         digests["cleanup"] = clean.digest()
     fp = fingerprint(config, tools=chosen, llm_name=model.name, prompt_digests=digests)
     fp["language"] = next(iter(prompts.values())).language  # what the filters expect replies in
-    fp_id = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:12]
+    fp_id = digest(fp, 12)
     annotations = load_annotations(config.annotations) if config.annotations else None
     store = Store.open(out, fp, fresh=fresh, images_dir=images_dir)
     try:
@@ -198,8 +197,8 @@ def generate(
     ``mmreact datagen --help`` for the options; ``ray`` holds the Ray engine's options
     (``address``, ``expert_workers``, ``llm_workers``, ``num_gpus``, ``cpus_per_worker``).
     """
-    from .config import parse_price
     from ._stages import scan_images
+    from .config import parse_price
 
     if engine not in ("local", "ray"):
         raise ConfigError(f"Unknown engine '{engine}'; use local or ray.")
@@ -245,9 +244,9 @@ def generate(
 def refilter(out: str | Path) -> Any:
     """Rerun every filter over the stored records (no model calls) and rewrite the store; returns
     the new :class:`~mmreact.datagen.report.Report`."""
+    from ..grounding.vocab import default_vocabulary
     from .filters import apply_filters, mark_duplicates, mark_generic
     from .report import summarize
-    from ..grounding.vocab import default_vocabulary
 
     store = Store.existing(out)
     try:

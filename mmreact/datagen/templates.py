@@ -18,7 +18,6 @@ labels: captions, detections and their counts, OCR text).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from collections import Counter
@@ -26,11 +25,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from .._hashing import digest
 from ..errors import ConfigError, ImageError
+from ..grounding.vocab import plural
+from ._store import Store
 from .context import Context, normalise_box
 from .records import Record, error_id
-from ._store import Store
-from ..grounding.vocab import plural
 
 __all__ = ["TEMPLATES", "TASKS", "instruction", "items_from_file", "items_from_run", "make_templates"]
 
@@ -86,7 +86,7 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     ),
 }
 TASKS = tuple(TEMPLATES)
-TEMPLATE_VERSION = hashlib.sha256(json.dumps(TEMPLATES, sort_keys=True).encode()).hexdigest()[:12]
+TEMPLATE_VERSION = digest(TEMPLATES, 12)
 
 
 #: The key under which :func:`items_from_file` notes where an item came from ("labels.jsonl, line 3");
@@ -217,7 +217,7 @@ def make_templates(items: list[dict[str, Any]], images_dir: str | Path, out: str
     fingerprint = {"kinds": ["template"], "tools": [], "llm": "none", "cleanup": False,
                    "prompts": {"templates": TEMPLATE_VERSION}, "reply_format": "template",
                    "annotations": [labels_digest], "context": {}, "max_pairs": None, "seed": seed}
-    fp_id = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:12]
+    fp_id = digest(fingerprint, 12)
     written = skipped = 0
     cache: dict[str, Any] = {}
     with Store.open(out, fingerprint, images_dir=root) as store:
@@ -226,7 +226,7 @@ def make_templates(items: list[dict[str, Any]], images_dir: str | Path, out: str
             where = item.get(WHERE)
             item = {k: v for k, v in item.items() if k != WHERE}
             rel = item["image"].replace("\\", "/")
-            key = hashlib.sha256(json.dumps(item, sort_keys=True).encode()).hexdigest()[:8]
+            key = digest(item, 8)
             kind = f"template-{item['task']}"
             if rel not in cache:
                 try:

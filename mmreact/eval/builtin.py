@@ -16,28 +16,16 @@ rows of six). Tags follow MM-Vet: rec, ocr, spat, math, know, gen.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..qa import SAMPLE_PACKAGES, package_folder
 from .dataset import EvalItem, load_jsonl
 
 EVALSET_DIR = Path(__file__).resolve().parents[1] / "data" / "evalset"
 ITEMS_FILE = EVALSET_DIR / "items.jsonl"
-_PACKAGES = {"skimage": ("scikit-image", "data"), "matplotlib": ("matplotlib", "mpl-data/sample_data")}
-
-
-def package_folder(prefix: str) -> Path:
-    """The folder of sample images inside an installed package (``skimage`` or ``matplotlib``)."""
-    dist, sub = _PACKAGES[prefix]
-    spec = importlib.util.find_spec(prefix)
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    if not locations:
-        raise ConfigError(f"The built-in eval set needs {dist} for its photographs; pip install {dist}.")
-    return Path(locations[0]) / sub
 
 
 def load_builtin() -> list[EvalItem]:
     """The built-in items with absolute image paths (raises if a sample image is missing)."""
-    roots = {prefix: package_folder(prefix) for prefix in _PACKAGES}
+    roots = {prefix: package_folder(prefix) for prefix in SAMPLE_PACKAGES}
     return load_jsonl(ITEMS_FILE, roots=roots)

@@ -37,112 +37,28 @@ Every validation error is one sentence naming the file and line (or MM-Vet id), 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from ..errors import ConfigError
+from ..qa import (  # noqa: F401
+    CAPABILITY_ALIASES,
+    KNOWN_CAPABILITIES,
+    QAItem,
+    item_from_dict,
+    jsonl_records,
+    read_text,
+)
 
-T = TypeVar("T")
-
-#: Long capability names -> MM-Vet's short tags.
-CAPABILITY_ALIASES: dict[str, str] = {
-    "recognition": "rec", "recognize": "rec", "ocr": "ocr", "spatial": "spat", "spatial awareness": "spat",
-    "spatial_awareness": "spat", "mathematics": "math", "maths": "math", "knowledge": "know",
-    "generation": "gen", "language generation": "gen", "language_generation": "gen",
-}
-KNOWN_CAPABILITIES = ("rec", "ocr", "spat", "math", "know", "gen")
-_FIELDS = {"id", "images", "question", "answers", "capabilities", "scorer", "choices"}
-_TAG_RE = re.compile(r"^[a-z][a-z0-9_\- ]{0,31}$")
-
-
-@dataclass(frozen=True, slots=True)
-class EvalItem:
-    """One question with its images (absolute paths) and acceptable answers."""
-
-    id: str
-    question: str
-    answers: tuple[str, ...]
-    images: tuple[str, ...] = ()
-    capabilities: tuple[str, ...] = ()
-    scorer: str | None = None
-    choices: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+#: An eval item is the core's question/answer record (:class:`mmreact.qa.QAItem`).
+EvalItem = QAItem
 
 
-def _capability(tag: str) -> str:
-    t = " ".join(tag.strip().lower().split())
-    return CAPABILITY_ALIASES.get(t, t)
+def _item(data: Any, where: str, base: Path, roots: Mapping[str, Path] | None = None) -> EvalItem:
+    from .scorers import check_scorer_name
 
-
-def _strings(value: Any, field: str, where: str, *, allow_empty: bool, one_string_ok: bool = False) -> tuple[str, ...]:
-    if one_string_ok and isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where}: '{field}' must be a list of strings.")
-    if not allow_empty and not [v for v in value if v.strip()]:
-        raise ConfigError(f"{where}: '{field}' must hold at least one non-empty string.")
-    return tuple(v for v in value if v.strip())
-
-
-def _resolve_image(name: str, base: Path, roots: Mapping[str, Path], where: str) -> str:
-    prefix, sep, rest = name.partition(":")
-    if sep and prefix in roots:
-        path = roots[prefix] / rest
-    else:
-        path = Path(name).expanduser()
-        if not path.is_absolute():
-            path = base / path
-    if not path.is_file():
-        raise ConfigError(f"{where}: image '{name}' does not exist (looked for {path}).")
-    return str(path.resolve())
-
-
-def item_from_dict(data: Any, where: str, base: Path, roots: Mapping[str, Path] | None = None) -> EvalItem:
-    """Validate one JSON object as an :class:`EvalItem`; ``where`` names the file and line."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a JSON object, got {type(data).__name__}.")
-    unknown = sorted(set(data) - _FIELDS)
-    if unknown:
-        raise ConfigError(f"{where}: unknown field '{unknown[0]}' (fields: {', '.join(sorted(_FIELDS))}).")
-    for key in ("id", "question", "answers"):
-        if key not in data:
-            raise ConfigError(f"{where}: missing required field '{key}'.")
-    item_id = data["id"]
-    if isinstance(item_id, int) and not isinstance(item_id, bool):
-        item_id = str(item_id)
-    if not isinstance(item_id, str) or not item_id.strip():
-        raise ConfigError(f"{where}: 'id' must be a non-empty string.")
-    question = data["question"]
-    if not isinstance(question, str) or not question.strip():
-        raise ConfigError(f"{where}: 'question' must be a non-empty string.")
-    answers = _strings(data["answers"], "answers", where, allow_empty=False, one_string_ok=True)
-    images = _strings(data.get("images", []), "images", where, allow_empty=True, one_string_ok=True)
-    caps = []
-    for tag in _strings(data.get("capabilities", []), "capabilities", where, allow_empty=True, one_string_ok=True):
-        cap = _capability(tag)
-        if not _TAG_RE.match(cap):
-            raise ConfigError(f"{where}: capability '{tag}' is not a short tag like rec, ocr, spat, math, know, gen.")
-        if cap not in caps:
-            caps.append(cap)
-    scorer = data.get("scorer")
-    if scorer is not None:
-        from .scorers import check_scorer_name
-
-        if not isinstance(scorer, str):
-            raise ConfigError(f"{where}: 'scorer' must be a string.")
-        problem = check_scorer_name(scorer)
-        if problem:
-            raise ConfigError(f"{where}: {problem}")
-    choices = _strings(data.get("choices", []), "choices", where, allow_empty=True)
-    resolved = tuple(_resolve_image(name, base, roots or {}, where) for name in images)
-    return EvalItem(id=item_id.strip(), question=question.strip(), answers=answers, images=resolved,
-                    capabilities=tuple(caps), scorer=scorer, choices=choices)
-
+    return item_from_dict(data, where, base, roots, check_scorer=check_scorer_name)
 
 def load_jsonl(path: str | Path, *, roots: Mapping[str, Path] | None = None) -> list[EvalItem]:
     """Load and validate a JSONL eval set.
@@ -152,48 +68,7 @@ def load_jsonl(path: str | Path, *, roots: Mapping[str, Path] | None = None) -> 
     photographs inside installed packages.
     """
     p = Path(path).expanduser()
-    return jsonl_records(p, read_text(p), lambda data, where: item_from_dict(data, where, p.parent, roots), "items")
-
-
-def jsonl_records(path: Path, text: str, make: Callable[[Any, str], T], what: str) -> list[T]:
-    """One record per non-empty line of ``text`` (the file ``path``), made by ``make(data, where)``;
-    ``where`` names the line in errors, and ids (a record's ``id``) must be unique."""
-    out: list[T] = []
-    seen: dict[str, int] = {}
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}, line {lineno}"
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}).") from None
-        record = make(data, where)
-        rid = str(getattr(record, "id", "") or "")
-        if rid and rid in seen:
-            raise ConfigError(f"{where}: id '{rid}' is already used on line {seen[rid]}.")
-        seen[rid] = lineno
-        out.append(record)
-    if not out:
-        raise ConfigError(f"{path} holds no {what} (expected one JSON object per line).")
-    return out
-
-
-def read_text(p: Path, *, what: str = "eval set",
-              folder: str = "a folder without mm-vet.json; give a JSONL file or an MM-Vet folder",
-              form: str = "an eval set must be JSONL or MM-Vet's mm-vet.json") -> str:
-    """A data file's text, or :class:`ConfigError` with one sentence (``what`` names the file's
-    role; ``folder`` and ``form`` end the sentences for a folder and for text that is not UTF-8)."""
-    try:
-        return p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{what[0].upper()}{what[1:]} not found: {p}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{p} is {folder}.") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p} is not UTF-8 text; {form}.") from None
-    except OSError as exc:
-        raise ConfigError(f"Cannot read {what} {p}: {exc.strerror or exc}.") from None
+    return jsonl_records(p, read_text(p), lambda data, where: _item(data, where, p.parent, roots), "items")
 
 
 def load_mmvet(path: str | Path) -> list[EvalItem]:
@@ -219,7 +94,7 @@ def load_mmvet(path: str | Path) -> list[EvalItem]:
             if not isinstance(entry.get(field), str) or not entry[field].strip():
                 raise ConfigError(f"{where}: '{field}' must be a non-empty string.")
         answers = [a.strip() for a in entry["answer"].split("<OR>") if a.strip()]
-        items.append(item_from_dict(
+        items.append(_item(
             {"id": key, "images": [entry["imagename"]], "question": entry["question"], "answers": answers,
              "capabilities": entry.get("capability", [])},
             where, image_dir,

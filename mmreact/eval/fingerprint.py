@@ -14,7 +14,7 @@ Every line of ``results.jsonl`` carries::
   and ``cache_version``, ``max_steps``, ``max_errors``, ``tool_timeout``, ``grounding`` and a hash of the
   system prompt; for any other object its class and the attributes of :data:`SYSTEM_SETTINGS`
   it has (an end-to-end model's name, checkpoint, token budget, dtype ...). LLM attributes that
-  change speed only (:data:`NOT_SETTINGS`: thread counts, timeouts) are left out; long values
+  change speed only (:data:`mmreact._hashing.NOT_SETTINGS`: thread counts, timeouts) are left out; long values
   are stored as hashes. A custom system whose answers depend on other settings should say them
   in ``eval_settings()``. A system shown solved examples (:mod:`mmreact.shots`, the agent's or an
   end-to-end model's ``examples``) adds ``examples``: their number and a hash of what the model is
@@ -31,7 +31,6 @@ prediction without running the system; a change of system, version or ``input`` 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -41,19 +40,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._hashing import SCALARS as _SCALARS
+from .._hashing import digest
+
 if TYPE_CHECKING:
     from .dataset import EvalItem
 
 #: Strings longer than this, and lists with more items than MANY, are stored as their hash.
 LONG = 120
 MANY = 16
-_SCALARS = (str, int, float, bool, type(None))
 
 
-def digest(value: Any, size: int = 16) -> str:
-    """A short sha256 of ``value``'s canonical JSON (strings: their UTF-8 bytes)."""
-    data = value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(data.encode("utf-8")).hexdigest()[:size]
 
 
 def _compact(value: Any) -> Any:
@@ -72,36 +69,10 @@ def _compact(value: Any) -> Any:
     return f"sha256:{digest(value)}" if isinstance(value, str) and len(value) > LONG else value
 
 
-#: Public attributes of an LLM that change speed or robustness, not answers.
-NOT_SETTINGS = frozenset({"n_threads", "max_concurrency", "timeout", "max_retries", "device_preference"})
 #: Attributes of a system without ``eval_settings()`` (e.g. :mod:`mmreact.mllm`'s end-to-end models)
 #: that decide its answers. Other public attributes may be run-time state, so they are not read.
 SYSTEM_SETTINGS = ("name", "model_id", "model", "base_url", "max_new_tokens", "max_tokens", "dtype_preference",
                    "detail", "max_side", "temperature")
-
-
-def _public_settings(obj: Any) -> dict[str, Any]:
-    """Public attributes that are scalars or dataclasses (as dicts), minus :data:`NOT_SETTINGS`."""
-    try:
-        attrs = vars(obj)
-    except TypeError:
-        return {}
-    out: dict[str, Any] = {}
-    for k, v in sorted(attrs.items()):
-        if k.startswith("_") or k in NOT_SETTINGS:
-            continue
-        if isinstance(v, _SCALARS):
-            out[k] = v
-        elif dataclasses.is_dataclass(v) and not isinstance(v, type):
-            out[k] = dataclasses.asdict(v)
-    return out
-
-
-def _llm_settings(llm: Any) -> Any:
-    method = getattr(llm, "eval_settings", None)
-    if callable(method):
-        return method()
-    return {"name": getattr(llm, "name", None) or type(llm).__qualname__, **_public_settings(llm)}
 
 
 def system_settings(system: Any) -> dict[str, Any]:
@@ -110,28 +81,14 @@ def system_settings(system: Any) -> dict[str, Any]:
     if callable(method):
         settings = dict(method())
     else:
-        from ..agent import Agent
-
-        if isinstance(system, Agent):
-            settings = {
-                "type": "mmreact.Agent",
-                "llm": _llm_settings(system.llm),
-                "tools": [{"name": t.name, "cache_version": getattr(t, "cache_version", None)} for t in system.tools],
-                "max_steps": system.max_steps,
-                "max_errors": system.max_errors,
-                "tool_timeout": system.tool_timeout,
-                "system_prompt": digest(system.system_prompt),
-                "grounding": system.grounding,
-            }
-        else:
-            settings = {"type": f"{type(system).__module__}.{type(system).__qualname__}"}
-            for k in SYSTEM_SETTINGS:
-                v = getattr(system, k, None)
-                if v is not None and isinstance(v, _SCALARS):
-                    settings[k] = v
-        shown = getattr(system, "examples", None)
-        if shown is not None and getattr(shown, "fingerprint", None):  # solved examples (mmreact.fewshot)
-            settings["examples"] = {"count": len(shown), "digest": shown.fingerprint}
+        settings = {"type": f"{type(system).__module__}.{type(system).__qualname__}"}
+        for k in SYSTEM_SETTINGS:
+            v = getattr(system, k, None)
+            if v is not None and isinstance(v, _SCALARS):
+                settings[k] = v
+    shown = getattr(system, "examples", None)
+    if shown is not None and getattr(shown, "fingerprint", None):  # solved examples (mmreact.fewshot)
+        settings["examples"] = {"count": len(shown), "digest": shown.fingerprint}
     return {str(k): _compact(v) for k, v in settings.items()}
 
 

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._hashing import digest
 from ..errors import WeightsMissingError
 from ..tools import Tool
 
@@ -124,7 +125,6 @@ def weights_fingerprint(path: str | os.PathLike[str] | None) -> str:
     followed, so a Hugging Face snapshot's blobs count): it changes whenever the files do."""
     if path is None:
         return "none"
-    import hashlib
     from pathlib import Path
 
     p = Path(path)
@@ -135,7 +135,7 @@ def weights_fingerprint(path: str | os.PathLike[str] | None) -> str:
         return "unreadable"
     if not parts:
         return "absent"
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    return digest("\n".join(parts))
 
 
 # -- observation text --------------------------------------------------------------------

@@ -19,17 +19,17 @@ Decisions:
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from .._hashing import digest as text_digest
 from ..errors import ConfigError
 from ..images import Image
 from ..observation import Observation
-from .base import shared, size_line
 from ._hf import HFBundle, HFExpertTool
+from .base import shared, size_line
 
 WHAT = "CLIP tagging"
 MAX_TOP_K = 50
@@ -104,7 +104,7 @@ class TagsTool(HFExpertTool):
         self.template = template
         self.min_score = min_score
         self.batch_size = batch_size
-        digest = hashlib.sha256("\n".join([template, *self.vocabulary]).encode()).hexdigest()[:16]
+        digest = text_digest("\n".join([template, *self.vocabulary]))
         self._vocab_digest = digest
         self.cache_version = f"{self.cache_version}:{digest}:{min_score}"
         self._text: Any = None

@@ -32,7 +32,6 @@ skips the check.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import platform
@@ -45,6 +44,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from .._hashing import digest
 
 ENV = "MMREACT_LLAMA_EXTRA_BUFTS"
 #: CPU flags (as Linux's /proc/cpuinfo names them) worth showing in a crash report.
@@ -238,7 +239,7 @@ def _check_key(path: Path, decision: ExtraBufts) -> str:
     stat = path.stat()
     parts = [sys.version, str(path), str(stat.st_size), str(stat.st_mtime_ns), str(decision.enabled),
              _llama_version(), system_info(), ",".join(sorted(cpu_flags()))]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+    return digest("\n".join(parts), 32)
 
 
 def _llama_version() -> str:
