@@ -108,8 +108,8 @@ def ask(
 ) -> None:
     """Ask a question about one or more images; print the answer."""
     from .agent import Agent
-    from .views.text import step_text
     from .tools.registry import parse_tool_list
+    from .views.text import step_text
 
     if len(args) < 2:
         _fail("give at least one image and then a question, e.g. mmreact ask photo.jpg \"What is this?\"")
@@ -293,7 +293,13 @@ def eval_(
 
     from .eval.dataset import load_dataset, select
     from .eval.report import summarize, write_report
-    from .eval.runner import RESULTS_FILE, load_system, parse_system_args, read_loads, run_eval
+    from .eval.runner import (
+        RESULTS_FILE,
+        load_system,
+        parse_system_args,
+        read_loads,
+        run_eval,
+    )
     from .eval.scorers import get_scorer
 
     try:

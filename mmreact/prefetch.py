@@ -66,13 +66,10 @@ def prefetchable(tool: Tool) -> bool:
 
 
 def weights_here(tool: Tool) -> bool:
-    """Whether a tool needs no weights or has them locally (no network is touched)."""
-    from .experts.base import ExpertTool
-
-    if not isinstance(tool, ExpertTool):
-        return True
+    """Whether a tool needs no weights or has them locally (the tool says: :meth:`Tool.weights_here`;
+    no network is touched)."""
     try:
-        return tool.weights() is None or tool.resolved_weights() is not None
+        return tool.weights_here()
     except Exception:  # noqa: BLE001 - a tool whose weights cannot even be located is not started ahead
         return False
 
@@ -97,7 +94,7 @@ def validate(policy: Policy, tools: Sequence[Tool]) -> Policy:
 
 def _gpu() -> bool:
     """Whether the experts run on a GPU here (the device they select, ``MMREACT_DEVICE`` included)."""
-    from .experts.base import select_device
+    from .loading import select_device
 
     return select_device().startswith("cuda")
 

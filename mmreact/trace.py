@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from .grounding import Grounding, Mode as GroundingMode
+from .grounding import Grounding
+from .grounding import Mode as GroundingMode
 
 #: ``llm_error``: the partial trace carried by an :class:`~mmreact.errors.LLMError` raised mid-run.
 Status = Literal["answered", "max_steps", "too_many_errors", "llm_error"]

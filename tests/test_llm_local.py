@@ -260,7 +260,7 @@ def receipt():
 
 @pytest.mark.slow
 def test_default_loads_once_per_process(default_llm):
-    from mmreact.experts.base import loaded_models
+    from mmreact.loading import loaded_models
 
     assert load_llm(None) is default_llm and load_llm("default") is default_llm
     assert default_llm.llama is default_llm.llama

@@ -305,7 +305,7 @@ def mmreact_tools(experts: list[str], models: dict[str, Path], ocr: tuple[Path, 
 
         tools.append(DetectTool(str(models["detect"]), device=device))
     if "ocr" in experts:
-        from mmreact.experts.base import shared
+        from mmreact.loading import shared
         from mmreact.experts.ocr import OCRTool, find_model_dir, reader_key
 
         folder, random = ocr

@@ -93,9 +93,9 @@ def run(
     """Generate instruction data for every image in IMAGES_DIR."""
     from pathlib import Path
 
+    from ._store import Store
     from .context import ContextOptions
     from .run import generate
-    from ._store import Store
 
     try:
         if min_confidence < 0 or min_confidence > 1:
@@ -183,8 +183,8 @@ def report(
     """The accept/reject table of a run, by kind and by reason."""
     import json
 
-    from .report import summarize
     from ._store import Store
+    from .report import summarize
 
     try:
         rep = summarize(Store.existing(out).records())

@@ -39,10 +39,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ._stages import ImageTask, Job, expert_stage, llm_stage
 from .config import DatagenConfig, Price
 from .context import Context
 from .records import Record
-from ._stages import ImageTask, Job, expert_stage, llm_stage
 
 __all__ = ["run_ray", "ExpertStage", "LLMStage"]
 
@@ -96,8 +96,8 @@ class LLMStage:
 
     def __init__(self, llm: Any, prompts: dict[str, Any], cleanup: Any, config: DatagenConfig, fingerprint: str,
                  budget: Any = None) -> None:
-        from ..llms import LLM, load_llm
         from ..grounding.vocab import default_vocabulary
+        from ..llms import LLM, load_llm
 
         self.llm = llm() if callable(llm) and not isinstance(llm, (str, LLM)) else load_llm(llm)
         if llm is None or isinstance(llm, str):  # made from a spec here: fit it to this actor's CPUs

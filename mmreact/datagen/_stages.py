@@ -19,11 +19,11 @@ from typing import Any
 
 from ..errors import ConfigError, ImageError, one_line
 from ._annotations import annotation_context, lookup
+from ._formats import parse_blocks, parse_json, parse_paragraph
+from ._identity import file_stat
 from .config import DatagenConfig
 from .context import Context, from_artifacts
 from .filters import apply_filters
-from ._identity import file_stat
-from ._formats import parse_blocks, parse_json, parse_paragraph
 from .prompts import WITH_BOXES, FewShot, detail_instruction, reply_spec
 from .records import Reason, Record, error_id, record_id
 

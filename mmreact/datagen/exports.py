@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .records import Record
 from ._store import Store
+from .records import Record
 
 __all__ = ["FORMATS", "ExportSummary", "export", "conversation", "check_conversation"]
 

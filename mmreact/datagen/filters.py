@@ -41,10 +41,10 @@ from collections import Counter
 from collections.abc import Sequence
 
 from ..grounding import Evidence, evidence_from_context, ground
+from ..grounding.vocab import NUMBER_WORDS, Vocabulary, default_vocabulary
 from . import _checks as checks
 from .context import Context
 from .records import Reason, Record
-from ..grounding.vocab import NUMBER_WORDS, Vocabulary, default_vocabulary
 
 __all__ = ["apply_filters", "check_pair", "mark_generic", "sees_objects", "unseen_presence", "unsupported_facts",
            "context_facts", "duplicates", "mark_duplicates", "hallucination", "count_mismatch", "leakage", "refusal",

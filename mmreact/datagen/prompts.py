@@ -25,7 +25,15 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..llms.base import Message
-from ._formats import QA, TextFormat, block_format, json_format, paragraph_format, parse_blocks, render_json
+from ._formats import (
+    QA,
+    TextFormat,
+    block_format,
+    json_format,
+    paragraph_format,
+    parse_blocks,
+    render_json,
+)
 
 __all__ = ["KINDS", "FOLDERS", "FewShot", "ReplySpec", "load_prompts", "load_folder", "reply_spec",
            "detail_instruction", "cleanup_prompt"]

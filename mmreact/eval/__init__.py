@@ -15,7 +15,14 @@ from __future__ import annotations
 
 from .dataset import EvalItem, load_dataset, load_jsonl, load_mmvet
 from .report import Report, SystemSummary, summarize, write_report
-from .runner import ItemResult, LoadRecord, load_system, read_loads, read_results, run_eval
+from .runner import (
+    ItemResult,
+    LoadRecord,
+    load_system,
+    read_loads,
+    read_results,
+    run_eval,
+)
 from .scorers import ScoreError, Scorer, get_scorer
 
 __all__ = [

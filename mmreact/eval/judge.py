@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..llms.formats import TextFormat, one_of
-from .scorers import Scorer, ScoreError
+from .scorers import ScoreError, Scorer
 
 if TYPE_CHECKING:
     from ..llms.base import LLM

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..errors import WeightsMissingError, one_line
+from ..loading import select_dtype, shared, weights_fingerprint
 from ..weights.hub import EXPERT_NEEDS, HubWeights
-from .base import ExpertTool, select_dtype, shared, weights_fingerprint
+from .base import ExpertTool
 
 
 @dataclass

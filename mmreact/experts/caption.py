@@ -23,8 +23,8 @@ import re
 from ..errors import MMReactError
 from ..images import Image
 from ..observation import Observation
-from .base import size_line
 from ._hf import HFExpertTool
+from .base import size_line
 
 WHAT = "BLIP captioning"
 _ARTEFACT = re.compile(r"\baraf+e*d?\b\s*", re.IGNORECASE)

@@ -34,8 +34,8 @@ from typing import Any
 from ..errors import MMReactError
 from ..images import Image
 from ..observation import Observation
-from .base import clip_box, fmt_box, limited, size_line
 from ._hf import HFExpertTool
+from .base import clip_box, fmt_box, limited, size_line
 
 WHAT = "Florence-2 dense captioning"
 TASK = "<DENSE_REGION_CAPTION>"

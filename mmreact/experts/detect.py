@@ -39,11 +39,12 @@ from typing import Any
 
 from ..errors import ConfigError, WeightsMissingError, one_line
 from ..images import Image
+from ..loading import shared, weights_fingerprint
 from ..observation import Observation
 from ..weights import FileToFetch, Plan, Weights
 from ..weights._files import is_url, remote_size, url_file_name, whole_zip
 from ..weights.policy import is_connection_error, unreachable
-from .base import ExpertTool, clip_box, fmt_box, limited, shared, size_line, weights_fingerprint
+from .base import ExpertTool, clip_box, fmt_box, limited, size_line
 
 MAX_OBJECT_LINES = 50
 MAX_BATCH = 32

@@ -36,11 +36,12 @@ from typing import Any
 
 from ..errors import ConfigError, WeightsMissingError, one_line
 from ..images import Image
+from ..loading import shared, weights_fingerprint
 from ..observation import Observation
 from ..weights import FileToFetch, Plan, Weights
 from ..weights._files import remote_size
 from ..weights.policy import host_of, is_connection_error, unreachable
-from .base import ExpertTool, clip_box, fmt_box, limited, shared, size_line, weights_fingerprint
+from .base import ExpertTool, clip_box, fmt_box, limited, size_line
 
 MAX_TEXT_LINES = 80
 #: Lines read with a lower confidence are marked "(unsure)". Numbers are not printed: a trailing
@@ -234,7 +235,7 @@ class EasyOCRWeights(Weights):
 
 
 def reader_key(languages: Sequence[str], device: str, directory: Path | None) -> tuple[Any, ...]:
-    """The key under which :func:`~mmreact.experts.base.shared` keeps the one Reader for these settings."""
+    """The key under which :func:`~mmreact.loading.shared` keeps the one Reader for these settings."""
     return ("easyocr", tuple(languages), device, str(directory), weights_fingerprint(directory))
 
 

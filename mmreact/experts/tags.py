@@ -27,9 +27,10 @@ from typing import Any
 from .._hashing import digest as text_digest
 from ..errors import ConfigError
 from ..images import Image
+from ..loading import shared
 from ..observation import Observation
 from ._hf import HFBundle, HFExpertTool
-from .base import shared, size_line
+from .base import size_line
 
 WHAT = "CLIP tagging"
 MAX_TOP_K = 50

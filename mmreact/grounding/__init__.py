@@ -62,9 +62,15 @@ from ._check import asks_computation, fold, ground
 from ._evidence import from_artifact as evidence_from_artifact
 from ._evidence import from_calls as evidence_from_calls
 from ._evidence import from_context as evidence_from_context
-from ._relevance import embedder, relevance
 from ._records import VISUAL_KINDS, Evidence, Fact, Grounding, Mode
-from ._spans import MAX_SPAN_WORDS, NOTHING_SEEN, answer_phrases, is_yes_no, question_options
+from ._relevance import embedder, relevance
+from ._spans import (
+           MAX_SPAN_WORDS,
+           NOTHING_SEEN,
+           answer_phrases,
+           is_yes_no,
+           question_options,
+)
 
 __all__ = ["asks_computation", "Evidence", "Fact", "Grounding", "MAX_SPAN_WORDS", "Mode", "NOTHING_SEEN", "is_yes_no", "VISUAL_KINDS", "answer_phrases",
            "evidence_from_artifact", "evidence_from_calls", "evidence_from_context", "fold", "ground",

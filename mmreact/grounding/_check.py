@@ -8,7 +8,16 @@ import re
 from collections.abc import Sequence
 from decimal import Decimal
 
-from ._facts import _DATE, _TIME, Span, dates_in, decimal, find_facts, numbers_in, times_in
+from ._facts import (
+    _DATE,
+    _TIME,
+    Span,
+    dates_in,
+    decimal,
+    find_facts,
+    numbers_in,
+    times_in,
+)
 from ._records import VISUAL_KINDS, Evidence, Fact, Grounding, Mode
 
 _PUNCT = re.compile(r"[^\w\s]")

@@ -69,7 +69,7 @@ def embedder() -> _Embedder | None:
     path = model_dir()
     if path is None or importlib.util.find_spec("transformers") is None or importlib.util.find_spec("torch") is None:
         return None
-    from ..experts.base import shared
+    from ..loading import shared
 
     return shared(("minilm", str(path)), lambda: _load(path))
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ConfigError
 from .._lazy import import_target
+from ..errors import ConfigError
 from .base import LLM, Completion, LLMRequest, Message
 from .scripted import ScriptedLLM
 

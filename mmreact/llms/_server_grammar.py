@@ -57,8 +57,8 @@ from dataclasses import replace
 from typing import Any, Literal, Protocol
 
 from ..errors import ConfigError
-from .formats import TextFormat
 from ._gbnf import unbounded
+from .formats import TextFormat
 from .grammar import EMBEDDED, FULL, StepGrammar, StepOptions
 
 Kind = Literal["auto", "llamacpp", "vllm", "vllm-regex", "sglang", "sglang-regex", "ollama", "none"]

@@ -20,7 +20,7 @@ Decisions:
   types off on CPUs with AMX (there llama.cpp's AMX weight repacking segfaults at the first
   token); see :mod:`mmreact.llms.native`.
 * A ``llama_cpp.Llama`` loads lazily, once per process per (path, n_ctx, n_threads), through
-  :func:`mmreact.experts.base.shared`; llama.cpp contexts are not thread-safe, so each loaded
+  :func:`mmreact.loading.shared`; llama.cpp contexts are not thread-safe, so each loaded
   model has a lock and calls on it run one at a time. llama.cpp keeps the longest shared prompt
   prefix evaluated, so consecutive steps of a run only process the new messages.
 * Token counts come from a pass-through logits processor: its first call sees the prompt ids,
@@ -40,8 +40,18 @@ from typing import Any
 from ..errors import ConfigError, LLMError, WeightsMissingError, one_line
 from .base import LLM, Completion, LLMRequest, chat_messages
 from .formats import TextFormat
+from .grammar import (
+    EMBEDDED,
+    FINAL,
+    FULL,
+    Generated,
+    LocalSteps,
+    StepGrammar,
+    StepOptions,
+    run_step,
+    step_grammar,
+)
 from .llama_cpu import ExtraBufts
-from .grammar import EMBEDDED, FINAL, FULL, Generated, LocalSteps, StepGrammar, StepOptions, run_step, step_grammar
 
 DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: The embedded default: a 135M model answers best when it cannot wander (see grammar.py).
@@ -215,8 +225,7 @@ class GGUFLLM(LocalSteps, LLM):
 
     # -- loading ---------------------------------------------------------------------------
     def _loaded(self) -> _Loaded:
-        from ..experts.base import shared
-
+        from ..loading import shared
         from .llama_cpu import extra_bufts
 
         decision = extra_bufts()

@@ -62,8 +62,20 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, Union, get_args, get_origin
 
 from ..tools import Param, Tool
+from ._gbnf import (
+    Alt,
+    Chars,
+    Lit,
+    Node,
+    Rep,
+    Seq,
+    drop_prefix,
+    max_chars,
+    to_gbnf,
+    to_regex,
+    unbounded,
+)
 from .base import Completion, LLMRequest, Message
-from ._gbnf import Alt, Chars, Lit, Node, Rep, Seq, drop_prefix, max_chars, to_gbnf, to_regex, unbounded
 
 __all__ = ["EMBEDDED", "FULL", "Generated", "Lit", "LocalSteps", "StepGrammar", "StepOptions", "describe",
            "run_step", "step_grammar"]

@@ -35,11 +35,19 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, LLMError, one_line
-from .base import LLM, Completion, LLMRequest, chat_messages
-from .formats import TextFormat
-from .grammar import FULL, Generated, LocalSteps, StepGrammar, StepOptions, run_step, step_grammar
 from ._hf_constrain import Constraints
 from ._hf_decode import PrefixCache, decode
+from .base import LLM, Completion, LLMRequest, chat_messages
+from .formats import TextFormat
+from .grammar import (
+    FULL,
+    Generated,
+    LocalSteps,
+    StepGrammar,
+    StepOptions,
+    run_step,
+    step_grammar,
+)
 
 _INSTALL = "pip install 'mmreact[hf]'"
 _instances: dict[str, HFLLM] = {}
@@ -105,7 +113,7 @@ def _locate(spec: str) -> tuple[str, str | None]:
 def _load(where: str, gguf_file: str | None, device: str) -> _Loaded:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ..experts.base import downloads_allowed, select_dtype
+    from ..loading import downloads_allowed, select_dtype
 
     local_only = not downloads_allowed()
     extra: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
@@ -162,7 +170,7 @@ class HFLLM(LocalSteps, LLM):
             return llm
 
     def _loaded(self) -> _Loaded:
-        from ..experts.base import select_device, shared
+        from ..loading import select_device, shared
 
         device = select_device(self.device_preference)
         return shared(("hf-llm", self.where, self.gguf_file, device), lambda: _load(self.where, self.gguf_file, device))

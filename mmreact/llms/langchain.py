@@ -28,7 +28,15 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..errors import ConfigError, LLMError, one_line
 from ..protocol import Call, new_call_id
 from .base import LLM, Completion, LLMRequest, Message, chat_messages
-from .openai import INVALID_ARGUMENTS, TOOLS_NOTE, call_arguments, final_text, tool_call, tool_rounds, tool_specs
+from .openai import (
+    INVALID_ARGUMENTS,
+    TOOLS_NOTE,
+    call_arguments,
+    final_text,
+    tool_call,
+    tool_rounds,
+    tool_specs,
+)
 
 if TYPE_CHECKING:
     from ..tools import Tool
@@ -186,7 +194,12 @@ def text_messages(messages: Sequence[Message]) -> list[Any]:
 def langchain_messages(messages: Sequence[Message], tools: Sequence[Tool] = (), *,
                        note: str | None = None) -> list[Any]:
     """Native tool calling: AI messages carry ``tool_calls``, results go back as ``ToolMessage``."""
-    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+    from langchain_core.messages import (
+        AIMessage,
+        HumanMessage,
+        SystemMessage,
+        ToolMessage,
+    )
 
     out: list[Any] = []
     noted = note is None

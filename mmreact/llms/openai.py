@@ -70,8 +70,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import ConfigError, LLMError, LLMWarning, one_line
 from ..protocol import Call, ParseError, new_call_id, parse
-from .base import LLM, Completion, LLMRequest, Message, chat_messages, on_this_machine
-from .grammar import EMBEDDED, FULL, Generated, StepGrammar, StepOptions, run_step, step_grammar
 from ._server_context import Room, budget, context_of, overflow
 from ._server_grammar import (
     CONSTRAINED,
@@ -84,6 +82,16 @@ from ._server_grammar import (
     served,
     spec_settings,
     step_options,
+)
+from .base import LLM, Completion, LLMRequest, Message, chat_messages, on_this_machine
+from .grammar import (
+    EMBEDDED,
+    FULL,
+    Generated,
+    StepGrammar,
+    StepOptions,
+    run_step,
+    step_grammar,
 )
 
 if TYPE_CHECKING:

@@ -18,8 +18,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
 from .._lazy import import_target
+from ..errors import ConfigError
 from .base import Bridge, EndToEndSystem, Generation, RunResult, System
 
 if TYPE_CHECKING:

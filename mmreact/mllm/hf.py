@@ -37,7 +37,7 @@ Decisions:
   hand generation to their inner LLM, which would otherwise use a config built from its bare
   text config and ignore the checkpoint's settings (suppressed tokens, stop tokens ...).
 * GPU and half precision (bf16 where supported) when a GPU is present, fp32 on CPU. The model and
-  processor load once per process (:func:`mmreact.experts.base.shared`) and calls on one model are
+  processor load once per process (:func:`mmreact.loading.shared`) and calls on one model are
   serialised with a lock (batching, not threads, is the way to more throughput).
 * Token counts: ``prompt_tokens`` is the LLM input length including image placeholder tokens (what
   the context really holds), ``completion_tokens`` the generated tokens without padding.
@@ -54,7 +54,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import ConfigError, WeightsMissingError, one_line
-from ..experts.base import (
+from ..images import Image
+from ..loading import (
     downloads_allowed,
     missing_hf_message,
     require_hf_weights,
@@ -62,7 +63,6 @@ from ..experts.base import (
     select_dtype,
     shared,
 )
-from ..images import Image
 from .base import Bridge, EndToEndSystem, Generation
 
 if TYPE_CHECKING:

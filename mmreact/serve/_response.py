@@ -19,8 +19,8 @@ import uuid
 from typing import Any
 
 from ..agent import Result
-from ..views.text import grounding_lines
 from ..trace import StepRecord, Trace
+from ..views.text import grounding_lines
 
 #: trace status -> OpenAI finish_reason
 FINISH = {"answered": "stop", "max_steps": "length", "too_many_errors": "stop", "llm_error": "stop"}

@@ -34,11 +34,11 @@ from ..errors import LLMError, one_line
 from ..images import MB, ImagePolicy, megabytes, size_over
 from . import _response as resp
 from ._admission import Admission
-from .config import ServeConfig
 from ._errors import APIError, bad_request
 from ._image_urls import ImageFetcher
 from ._request import ChatRequest, parse_request
 from ._runner import Event, LoopRun
+from .config import ServeConfig
 
 log = logging.getLogger("mmreact.serve")
 AgentSource = Agent | Callable[[], Agent]

@@ -4,6 +4,15 @@ experts and ``mmreact.tools`` entry-point plug-ins), whether each can run here (
 
 from __future__ import annotations
 
-from .base import NAME_RE, ArgumentError, FunctionTool, Param, Tool, as_tool, code_hash, tool
+from .base import (
+    NAME_RE,
+    ArgumentError,
+    FunctionTool,
+    Param,
+    Tool,
+    as_tool,
+    code_hash,
+    tool,
+)
 
 __all__ = ["NAME_RE", "ArgumentError", "FunctionTool", "Param", "Tool", "as_tool", "code_hash", "tool"]

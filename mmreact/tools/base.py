@@ -24,7 +24,7 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union, get_args, get_origin
 
 import pydantic
 
@@ -34,6 +34,9 @@ from ..observation import Observation
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _SCALARS: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
+
+if TYPE_CHECKING:
+    from ..weights import Status, Weights
 
 
 class ArgumentError(ValueError):
@@ -203,6 +206,25 @@ class Tool:
     def check(self) -> str | None:
         """Return ``None`` when the tool can run here, else one sentence saying what is missing."""
         return None
+
+    # -- weights (a tool with a model says where its weights come from) ---------------------
+    def weights(self) -> Weights | None:
+        """Where this tool's weights come from (:class:`mmreact.weights.Weights`); ``None``: it needs none."""
+        return None
+
+    def weights_here(self) -> bool:
+        """Whether the tool can run without downloading anything first: it needs no weights, or
+        they are complete on this machine. Never touches the network (prefetch asks this: a
+        guess never starts a download)."""
+        return True
+
+    def weights_status(self) -> Status:
+        """Whether the tool can run here, in the terms ``mmreact tools`` prints: ``ready``,
+        ``download`` (on first use), ``offline``, ``manual`` or ``unavailable``, with its sentence."""
+        from ..weights import Status
+
+        problem = self.check()
+        return Status("ready") if problem is None else Status("unavailable", message=problem)
 
     # -- calling ------------------------------------------------------------------------
     @property

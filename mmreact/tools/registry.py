@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-from ..errors import MMReactError, ToolNotFoundError, one_line
 from .._lazy import import_target
+from ..errors import MMReactError, ToolNotFoundError, one_line
 from . import Tool, as_tool
 
 log = logging.getLogger("mmreact")

@@ -23,16 +23,11 @@ SIZE_TIMEOUT = 8.0
 
 
 def _status(tool: Any) -> tuple[Status, Any]:
-    from ..experts.base import ExpertTool
-
     try:
-        if isinstance(tool, ExpertTool):
-            status = tool.weights_status()
-            return status, (tool.weights() if status.state in ("download", "manual") else None)
-        problem = tool.check()
+        status = tool.weights_status()
+        return status, (tool.weights() if status.state in ("download", "manual") else None)
     except Exception as exc:  # noqa: BLE001 - a broken check is itself a status
         return Status("unavailable", message=f"check failed: {exc}"), None
-    return (Status("ready") if problem is None else Status("unavailable", message=problem)), None
 
 
 def _size(source: Any) -> int | None:

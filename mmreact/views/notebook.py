@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any
 
-from .text import decision_note, grounding_lines, step_text, support_text
 from ..images import ImageSource
+from .text import decision_note, grounding_lines, step_text, support_text
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage

@@ -380,7 +380,11 @@ class HubWeights(Weights):
 
     def _fetch(self, plan: Plan, progress: bool) -> str:
         from huggingface_hub import constants, snapshot_download
-        from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+        from huggingface_hub.utils import (
+            are_progress_bars_disabled,
+            disable_progress_bars,
+            enable_progress_bars,
+        )
 
         where = endpoint()
         stall = waits.stall_timeout()
@@ -429,7 +433,11 @@ class HubWeights(Weights):
                 f"again later (MMREACT_HUB_TIMEOUT sets the wait).")
 
     def _failure(self, exc: BaseException, where: str) -> str:
-        from huggingface_hub.errors import GatedRepoError, OfflineModeIsEnabled, RepositoryNotFoundError
+        from huggingface_hub.errors import (
+            GatedRepoError,
+            OfflineModeIsEnabled,
+            RepositoryNotFoundError,
+        )
 
         if isinstance(exc, GatedRepoError):
             return (f"'{self.model_id}' on {where} is gated: accept its terms on its page and log in with "
