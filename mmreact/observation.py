@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .findings import Findings
 
 
 def utf8_text(text: str) -> str:
@@ -57,6 +60,13 @@ class Observation:
     def _repr_html_(self) -> str:
         from .views.notebook import observation_html
         return observation_html(self)
+
+    @property
+    def findings(self) -> Findings:
+        """The artifact, typed (:class:`mmreact.findings.Findings`; none for a failure)."""
+        from .findings import Findings
+
+        return Findings.from_call(self)
 
     @classmethod
     def failure(cls, message: str) -> Observation:

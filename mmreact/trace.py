@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from .findings import Findings
 from .grounding import Grounding
 from .grounding import Mode as GroundingMode
 
@@ -32,6 +33,11 @@ class CallRecord(_Frozen):
     #: ahead of the model's call (see :mod:`mmreact.prefetch`) answered it, else ``None``.
     reused: Literal["repeat", "cache", "prefetch"] | None = None
     seconds: float = 0.0
+
+    @property
+    def findings(self) -> Findings:
+        """What the tool found, typed (:class:`mmreact.findings.Findings`; none for a failed call)."""
+        return Findings.from_call(self)
 
     @property
     def reuse_note(self) -> str | None:

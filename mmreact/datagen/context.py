@@ -25,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..findings import Findings
+
 __all__ = ["Context", "ContextObject", "ContextOptions", "from_artifacts", "normalise_box"]
 
 
@@ -151,10 +153,9 @@ def from_artifacts(artifacts: Mapping[str, Any], width: int, height: int,
                    options: ContextOptions | None = None) -> Context:
     """A context from the experts' artifacts, keyed by tool name.
 
-    Each artifact is recognised by its keys (as the built-in experts write them): ``caption``,
-    ``regions`` (dense captions: ``caption`` + pixel ``box``), ``objects`` (detections: ``label``,
-    ``confidence``, pixel ``box``), ``lines`` (OCR: ``text``, ``confidence``), ``tags`` (``tag``,
-    ``score``). A plug-in tool whose artifact uses the same keys is read the same way.
+    Each artifact is read by :class:`mmreact.findings.Findings` (the keys the built-in experts
+    write: ``caption``, ``regions``, ``objects``, ``lines``, ``tags``; a plug-in tool whose artifact
+    uses the same keys is read the same way).
     """
     opt = options or ContextOptions()
     captions: list[str] = []
@@ -164,30 +165,20 @@ def from_artifacts(artifacts: Mapping[str, Any], width: int, height: int,
     tags: list[str] = []
     detected = False
     for tool, art in artifacts.items():
-        if not isinstance(art, Mapping):
-            continue
-        if isinstance(art.get("caption"), str) and _clean(art["caption"]):
-            captions.append(_sentence(_clean(art["caption"])))
-        for r in art.get("regions") or ():
-            label = _clean(r.get("caption", ""))
-            if label and r.get("box") is not None:
-                regions.append(ContextObject(label, normalise_box(r["box"], width, height), tool))
-        if "objects" in art:
-            detected = True
-            for o in art.get("objects") or ():
-                conf = o.get("confidence")
-                label = _clean(o.get("label", ""))
-                if label and o.get("box") is not None and (conf is None or float(conf) >= opt.min_confidence):
-                    detections.append(ContextObject(label, normalise_box(o["box"], width, height), "detect",
-                                                    None if conf is None else round(float(conf), 3)))
-        for line in art.get("lines") or ():
-            text = _clean(line.get("text", ""))
-            conf = line.get("confidence")
-            if text and (conf is None or float(conf) >= opt.min_ocr_confidence):
-                ocr.append(text[: opt.max_ocr_chars])
-        for t in art.get("tags") or ():
-            if _clean(t.get("tag", "")) and float(t.get("score", 1.0)) >= opt.min_tag_score:
-                tags.append(_clean(t["tag"]))
+        found = Findings.from_artifact(art)
+        detected = detected or "object" in found.ran
+        for f in found:
+            if f.kind == "caption":
+                captions.append(_sentence(f.text))
+            elif f.kind == "region" and f.box is not None:
+                regions.append(ContextObject(f.text, normalise_box(f.box, width, height), tool))
+            elif f.kind == "object" and f.box is not None and (f.score is None or f.score >= opt.min_confidence):
+                detections.append(ContextObject(f.text, normalise_box(f.box, width, height), "detect",
+                                                None if f.score is None else round(f.score, 3)))
+            elif f.kind == "text" and (f.score is None or f.score >= opt.min_ocr_confidence):
+                ocr.append(f.text[: opt.max_ocr_chars])
+            elif f.kind == "tag" and (f.score is None or f.score >= opt.min_tag_score):
+                tags.append(f.text)
     detections.sort(key=lambda o: -(o.confidence or 0.0))
     return Context(width=width, height=height, captions=tuple(dict.fromkeys(captions))[: opt.max_captions],
                    objects=tuple([*detections, *regions][: opt.max_objects]), ocr=tuple(ocr[: opt.max_ocr_lines]),

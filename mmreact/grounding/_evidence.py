@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, Protocol
 
+from ..findings import Findings
 from ._records import Evidence
 
 _HANDLE = re.compile(r"^image_\d+$")
@@ -36,14 +37,6 @@ def _clean(text: Any) -> str:
     return " ".join(str(text).split())
 
 
-def _box(value: Any) -> tuple[float, float, float, float] | None:
-    if isinstance(value, (list, tuple)) and len(value) == 4:
-        try:
-            x1, y1, x2, y2 = (float(v) for v in value)
-        except (TypeError, ValueError):
-            return None
-        return (x1, y1, x2, y2)
-    return None
 
 
 def _image_of(record: CallLike) -> str | None:
@@ -61,50 +54,20 @@ def _plural(label: str) -> str:
 
 def from_artifact(artifact: Any, call: str | None = None, image: str | None = None,
                   text: str = "") -> list[Evidence]:
-    """Evidence in one tool result (see the module notes); ``text`` is read when the artifact is unknown."""
-    out: list[Evidence] = []
-    known = False
-    if isinstance(artifact, Mapping):
-        lines = artifact.get("lines")
-        if isinstance(lines, list):
-            known = True
-            for i, ln in enumerate(lines):
-                if isinstance(ln, Mapping) and _clean(ln.get("text", "")):
-                    out.append(Evidence(text=_clean(ln["text"]), kind="text", call=call, image=image, line=i,
-                                        box=_box(ln.get("box"))))
-        caption = artifact.get("caption")
-        if isinstance(caption, str):
-            known = True
-            if _clean(caption):
-                out.append(Evidence(text=_clean(caption), kind="caption", call=call, image=image))
-        regions = artifact.get("regions")
-        if isinstance(regions, list):
-            known = True
-            for i, r in enumerate(regions):
-                if isinstance(r, Mapping) and _clean(r.get("caption", "")):
-                    out.append(Evidence(text=_clean(r["caption"]), kind="region", call=call, image=image, line=i,
-                                        box=_box(r.get("box"))))
-        objects = artifact.get("objects")
-        if isinstance(objects, list):
-            known = True
-            counts: Counter[str] = Counter()
-            for i, o in enumerate(objects):
-                if isinstance(o, Mapping) and _clean(o.get("label", "")):
-                    label = _clean(o["label"])
-                    counts[label] += 1
-                    out.append(Evidence(text=label, kind="object", call=call, image=image, line=i,
-                                        box=_box(o.get("box"))))
-            for label, n in counts.items():
-                out.append(Evidence(text=f"{n} {_plural(label) if n != 1 else label}", kind="count", call=call,
-                                    image=image))
-        tags = artifact.get("tags")
-        if isinstance(tags, list):
-            known = True
-            for i, t in enumerate(tags):
-                if isinstance(t, Mapping) and _clean(t.get("tag", "")):
-                    out.append(Evidence(text=_clean(t["tag"]), kind="tag", call=call, image=image, line=i))
+    """Evidence in one tool result (read by :class:`mmreact.findings.Findings`: lines, captions,
+    regions, objects plus one count per label, tags); ``text`` is read when the artifact holds none
+    of those (a plug-in's own artifact)."""
+    found = Findings.from_artifact(artifact)
+    known = found.ran & {"text", "caption", "region", "object", "tag"}
     if not known:
-        out += from_text(text, call, image)
+        return from_text(text, call, image)
+    out: list[Evidence] = []
+    for f in found:
+        if f.kind in ("text", "caption", "region", "object", "tag"):
+            out.append(Evidence(text=f.text, kind=f.kind, call=call, image=image,
+                                line=None if f.kind == "caption" else f.index, box=f.box))
+    for label, n in found.counts().items():
+        out.append(Evidence(text=f"{n} {_plural(label) if n != 1 else label}", kind="count", call=call, image=image))
     return out
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import ConfigError, one_line
+from ..findings import Findings
 from ..images import HANDLE_RE, Image, ImageSource, load_image
 
 if TYPE_CHECKING:
@@ -49,20 +50,12 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "other": (145, 30, 180),
     "answer": (245, 130, 48),
 }
-#: artifact key -> (kind, fields that may hold the label text)
-_KEYS: dict[str, tuple[Kind, tuple[str, ...]]] = {
-    "objects": ("detect", ("label", "name", "class")),
-    "regions": ("dense", ("caption", "text", "label")),
-    "lines": ("ocr", ("text", "label")),
-    "answer": ("answer", ("label",)),
-}
-_LABEL_FIELDS = ("label", "caption", "text", "name", "tag", "class")
 MAX_LABEL = 48
 
 
 @dataclass(frozen=True, slots=True)
-class Finding:
-    """One box to draw: its kind, pixel box, label text and score (if any)."""
+class Drawn:
+    """One box to draw: its colour group, pixel box, label text and score (if any)."""
 
     kind: Kind
     box: tuple[float, float, float, float]
@@ -109,28 +102,22 @@ def _artifact_of(item: Any) -> Any:
     return getattr(item, "artifact", None)
 
 
-def findings(artifacts: Any, width: int, height: int) -> list[Finding]:
+#: a finding's kind (:mod:`mmreact.findings`) -> the colour group it is drawn in
+_DRAWN_AS: dict[str, Kind] = {"object": "detect", "region": "dense", "text": "ocr", "other": "other", "answer": "answer"}
+
+
+def findings(artifacts: Any, width: int, height: int) -> list[Drawn]:
     """Every drawable box in ``artifacts`` (one artifact, or an iterable of artifacts, CallRecords
-    or Observations), clipped to a ``width`` x ``height`` image, in input order."""
+    or Observations; read by :class:`mmreact.findings.Findings`), clipped to a ``width`` x
+    ``height`` image, in input order."""
     items = [artifacts] if isinstance(artifacts, dict) or not isinstance(artifacts, Iterable) else list(artifacts)
-    out: list[Finding] = []
+    out: list[Drawn] = []
     for item in items:
-        art = _artifact_of(item)
-        if not isinstance(art, dict):
-            continue
-        for key, entries in art.items():
-            if not isinstance(entries, list):
-                continue
-            kind, fields = _KEYS.get(key, ("other", _LABEL_FIELDS))
-            for entry in entries:
-                if not isinstance(entry, dict):
-                    continue
-                box = _box(entry.get("box"), width, height)
-                if box is None:
-                    continue
-                label = next((str(entry[f]) for f in fields if entry.get(f) not in (None, "")), key)
-                conf = _number(entry.get("confidence", entry.get("score")))
-                out.append(Finding(kind, box, label, conf))
+        for f in Findings.from_artifact(_artifact_of(item)).boxed:
+            box = _box(f.box, width, height)
+            kind = _DRAWN_AS.get(f.kind)
+            if box is not None and kind is not None:
+                out.append(Drawn(kind, box, f.text, f.score))
     return out
 
 
@@ -164,11 +151,11 @@ def style_for(width: int, height: int) -> tuple[int, int]:
     return max(2, round(longest / 400)), int(min(28, max(11, round(longest / 45))))
 
 
-def _kinds(found: Sequence[Finding]) -> list[str]:
+def _kinds(found: Sequence[Drawn]) -> list[str]:
     return [k for k in COLOURS if any(f.kind == k for f in found)]
 
 
-def _draw_supervision(scene: PILImage.Image, found: Sequence[Finding], thickness: int, font_size: int,
+def _draw_supervision(scene: PILImage.Image, found: Sequence[Drawn], thickness: int, font_size: int,
                       labels: bool) -> None:
     import numpy as np
 
@@ -195,7 +182,7 @@ def _draw_supervision(scene: PILImage.Image, found: Sequence[Finding], thickness
             ).annotate(scene, det, labels=[f.caption for f in group])
 
 
-def _draw_pil(scene: PILImage.Image, found: Sequence[Finding], thickness: int, font_size: int,
+def _draw_pil(scene: PILImage.Image, found: Sequence[Drawn], thickness: int, font_size: int,
               labels: bool) -> None:
     from PIL import ImageDraw, ImageFont
 
