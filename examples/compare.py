@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mmreact import Agent, LLMRequest, MMReactError, ScriptedLLM
+from mmreact import Agent, MMReactError, ScriptedLLM
+from mmreact.llms import LLMRequest
 from mmreact.mllm import load_system
 
 HERE = Path(__file__).resolve().parent

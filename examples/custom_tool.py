@@ -23,7 +23,8 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
-from mmreact import Agent, Image, LLMRequest, Observation, ScriptedLLM, tool
+from mmreact import Agent, Image, Observation, ScriptedLLM, tool
+from mmreact.llms import LLMRequest
 
 CHANNELS = {"red": 0, "green": 1, "blue": 2}
 

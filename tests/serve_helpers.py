@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-from mmreact import Completion, Image, LLMRequest, ScriptedLLM, load_image, tool
+from mmreact import Image, ScriptedLLM, load_image, tool
+from mmreact.llms import Completion, LLMRequest
 from servers import free_port
 
 HASH_RE = re.compile(r"hash=([0-9a-f]{64})")

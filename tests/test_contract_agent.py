@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from llm_cases import _request, ocr
 
-from mmreact import Agent, Image, LLMRequest, ScriptedLLM, tool
+from mmreact import Agent, Image, ScriptedLLM, tool
+from mmreact.llms import LLMRequest
 from mmreact.errors import LLMError
 from mmreact.llms.base import Completion
 from mmreact.llms.grammar import EMBEDDED, step_grammar

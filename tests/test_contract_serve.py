@@ -17,7 +17,8 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("sse_starlette")
 
-from mmreact import Agent, Image, LLMRequest, ScriptedLLM, tool  # noqa: E402
+from mmreact import Agent, Image, ScriptedLLM, tool  # noqa: E402
+from mmreact.llms import LLMRequest
 from mmreact.cache import configure  # noqa: E402
 from mmreact.errors import ConfigError, ImageError  # noqa: E402
 from mmreact.serve import ServeConfig, create_app  # noqa: E402

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from mmreact import LLM, Agent, Completion, Image, LLMRequest, Observation, ScriptedLLM, Trace, tool
+from mmreact import Agent, Image, Observation, ScriptedLLM, Trace, tool
+from mmreact.llms import LLM, Completion, LLMRequest
 from mmreact.views.boxes import COLOURS, annotate, annotate_many, calls_for, findings, supervision_available
 from mmreact.errors import ConfigError
 from mmreact.views.notebook import MAX_IMAGE_WIDTH, live, running_html

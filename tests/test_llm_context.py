@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from servers import IMG, Reply, ScriptedOpenAI, count_tokens
 
-from mmreact import Agent, Image, LLMRequest, Message, tool
+from mmreact import Agent, Image, tool
+from mmreact.llms import LLMRequest, Message
 from mmreact.errors import ConfigError, LLMError, LLMWarning
 from mmreact.llms import load_llm
 from mmreact.llms.openai import OpenAILLM

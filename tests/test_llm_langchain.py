@@ -25,7 +25,8 @@ from langchain_tests.unit_tests import ChatModelUnitTests
 
 from servers import IMG, brightness
 
-from mmreact import Agent, LLMRequest, Message, ScriptedLLM
+from mmreact import Agent, ScriptedLLM
+from mmreact.llms import LLMRequest, Message
 from mmreact.errors import ConfigError, LLMError
 from mmreact.llms import BUILTIN_BACKENDS, load_llm
 from mmreact.llms.langchain import LangChainLLM

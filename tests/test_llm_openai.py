@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from mmreact import Agent, LLMRequest, Message
+from mmreact import Agent
+from mmreact.llms import LLMRequest, Message
 from mmreact.errors import ConfigError, LLMError
 from mmreact.llms import load_llm
 from mmreact.llms.openai import INVALID_ARGUMENTS, PLACEHOLDER_KEY, OpenAILLM, final_text, parse_arguments

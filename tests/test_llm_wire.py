@@ -18,7 +18,8 @@ import pytest
 import regex
 from servers import IMG, Reply, ScriptedOpenAI, brightness
 
-from mmreact import Agent, Image, LLMRequest, Message
+from mmreact import Agent, Image
+from mmreact.llms import LLMRequest, Message
 from mmreact.errors import ConfigError, LLMError
 from mmreact.llms import load_llm
 from mmreact.llms.formats import TextFormat, line, lit, one_of, seq

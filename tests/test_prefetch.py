@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from mmreact import Agent, Image, LLMRequest, Observation, ScriptedLLM, tool
+from mmreact import Agent, Image, Observation, ScriptedLLM, tool
+from mmreact.llms import LLMRequest
 from mmreact.cache import ResultCache, configure
 from mmreact.errors import ConfigError
 from mmreact.prefetch import choose, prefetchable

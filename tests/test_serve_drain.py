@@ -24,7 +24,8 @@ from servers import free_port  # noqa: E402
 
 APP = textwrap.dedent("""
     import sys, time
-    from mmreact import Agent, Image, LLMRequest, ScriptedLLM, tool
+    from mmreact import Agent, Image, ScriptedLLM, tool
+    from mmreact.llms import LLMRequest
     from mmreact.serve import ServeConfig, create_app, run_server
 
     @tool

@@ -15,7 +15,8 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("sse_starlette")
 
-from mmreact import LLM, Agent, Completion, Image, LLMRequest, ScriptedLLM, tool  # noqa: E402
+from mmreact import Agent, Image, ScriptedLLM, tool  # noqa: E402
+from mmreact.llms import LLM, Completion, LLMRequest
 from mmreact.serve import ServeConfig, create_app  # noqa: E402
 from serve_helpers import (hash_planner, image_array, image_message, make_hash_tool, running, sha,  # noqa: E402
                            unaccounted, wait_for)

@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from servers import free_port  # noqa: E402 - tests/servers.py: stdlib only
 
-from mmreact import Agent, Image, LLMRequest, ScriptedLLM, tool  # noqa: E402
+from mmreact import Agent, Image, ScriptedLLM, tool  # noqa: E402
+from mmreact.llms import LLMRequest
 
 QUESTION = "How bright is this image?"
 
