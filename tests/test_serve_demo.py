@@ -70,7 +70,9 @@ def test_demo_in_process_shows_tool_calls_answer_and_boxes(picture):
         client = Client(url, verbose=False)
         out = final_messages(client, path, "Where is the square?")
         steps = [m for m in out if m["metadata"].get("title")]
-        assert [m["metadata"]["title"] for m in steps] == ["find_square(image_1)"]
+        # the call, then the answer's grounding check, folded (the digest is no fact the tool saw)
+        assert [m["metadata"]["title"] for m in steps] == ["find_square(image_1)",
+                                                           f"Grounding (check): 1 of 1 fact unsupported: '{digest}'"]
         assert steps[0]["metadata"]["status"] == "done" and "square at [2, 2, 10, 9]" in steps[0]["content"]
         plain = [m["content"] for m in out if not m["metadata"].get("title")]
         assert plain[0] == digest
@@ -92,8 +94,9 @@ def test_demo_against_a_running_server(picture):
     agent = Agent(ScriptedLLM([hash_planner], repeat_last=True), tools=[make_hash_tool()])
     with running(create_app(agent)) as base, launched(build_demo(server=f"{base}/v1")) as url:
         out = final_messages(Client(url, verbose=False), path, "hash?")
-        assert [m["metadata"]["title"] for m in out if m["metadata"].get("title")] == ["image_hash(image_1)"]
-        assert out[-1]["content"] == digest
+        assert [m["metadata"]["title"] for m in out if m["metadata"].get("title")] == [
+            "image_hash(image_1)", "Grounding (check): 1 fact, all supported; object words not checked (no expert saw objects)"]
+        assert [m["content"] for m in out if not m["metadata"].get("title")] == [digest]
 
 
 def test_demo_shows_server_errors_as_a_message(picture):
@@ -124,7 +127,8 @@ def test_a_corrupt_upload_is_reported_once_by_name_and_the_chat_goes_on(picture,
         assert reply["content"].endswith("It is left out of this chat: upload the image again, or another one, and ask.")
         assert prompts == []  # nothing ran for that turn
         out = final_messages(client, path, "Where is the square?")  # the chat goes on, with the good image
-        assert [m["metadata"]["title"] for m in out if m["metadata"].get("title")] == ["find_square(image_1)"]
+        assert [m["metadata"]["title"] for m in out if m["metadata"].get("title")] == [
+            "find_square(image_1)", f"Grounding (check): 1 of 1 fact unsupported: '{digest}'"]
         assert [m["content"] for m in out if not m["metadata"].get("title")][0] == digest
         again = client.predict(message={"text": "And once more?", "files": []}, api_name="/chat")
         answers = [m["content"] for m in again if not m["metadata"].get("title")]

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..agent import Result
 from ..trace import StepRecord, Trace
-from ..views.text import grounding_lines
+from ..views.steps import describe
 
 #: trace status -> OpenAI finish_reason
 FINISH = {"answered": "stop", "max_steps": "length", "too_many_errors": "stop", "llm_error": "stop"}
@@ -33,20 +33,21 @@ def completion_id() -> str:
 
 def step_reasoning(step: StepRecord, *, include_text: bool = True) -> str:
     """One step as readable text: its model text (unless already streamed), then each observation,
-    then a blank line."""
-    parts = [step.llm_text if include_text else ""]
-    for call in step.calls:
+    then (for an answer) its grounding check, then a blank line."""
+    v = describe(step)
+    parts = [v.reply if include_text else ""]
+    for call in v.calls:
         text = call.text if len(call.text) <= MAX_OBSERVATION_CHARS else call.text[:MAX_OBSERVATION_CHARS] + " [...]"
         # Whether a call was prefetched depends on the deployment (where the experts run), not on
         # the question, so the readable steps leave it out: Ray Serve and `mmreact serve` agree.
-        reused = f" ({call.reuse_note})" if call.reused in ("repeat", "cache") else ""
+        reused = f" ({call.reuse})" if call.reuse and call.reuse != "prefetched" else ""
         parts.append(f"\n\nObservation from {call.call}{reused}:\n{text}")
-    if step.error:
-        parts.append(f"\n\n(The reply could not be used: {step.error})")
-    if step.grounding is not None:
-        parts.append("\n\n" + "\n".join(grounding_lines(step.grounding)))
-    if step.reask:
-        parts.append(f"\n\n(Answer not taken; asked again: {step.reask})")
+    if v.unusable:
+        parts.append(f"\n\n(The reply could not be used: {v.unusable})")
+    if v.grounding_lines:
+        parts.append("\n\n" + "\n".join(v.grounding_lines))
+    if v.reask:
+        parts.append(f"\n\n(Answer not taken; asked again: {v.reask})")
     return "".join(parts) + "\n\n"
 
 

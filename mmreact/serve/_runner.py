@@ -78,7 +78,8 @@ def request_agent(agent: Agent) -> Agent:
 
 class AgentRun:
     """Run ``request`` on ``agent`` in a new thread, handing each :class:`Event` to ``post`` (from
-    that thread) and calling ``on_finish(seconds, outcome)`` last."""
+    that thread), then ``on_finish(seconds, outcome)``, then the ``end`` event: whoever reads ``end`` (the
+    server's response) knows the run has been counted."""
 
     def __init__(self, agent: Agent, request: ChatRequest, *, post: Callable[[Event], None],
                  policy: ImagePolicy, fetcher: ImageFetcher | None, history_turns: int, history_chars: int,
@@ -122,8 +123,8 @@ class AgentRun:
             outcome = "failed"
             self._post(Event("error", f"The server failed: {one_line(exc)}"))
         finally:
-            self._post(Event("end"))
             self.on_finish(time.perf_counter() - started, outcome)
+            self._post(Event("end"))
 
     def _run(self) -> str:
         try:

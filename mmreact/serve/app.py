@@ -397,6 +397,7 @@ async def _collect(run: LoopRun, chat: ChatRequest, deadline: float, config: Ser
                 raise _timeout(config, run) from None
             if event.kind == "result":
                 result: Result = event.value
+                await _until_end(run)  # the counters of /health add up once the client has its answer
                 return JSONResponse(resp.completion(result, model=chat.model, cid=run.id))
             if event.kind == "llm_error":
                 raise _llm_error(event.value)
@@ -407,6 +408,16 @@ async def _collect(run: LoopRun, chat: ChatRequest, deadline: float, config: Ser
                                code="cancelled")
     finally:
         run.cancel()  # no-op when the run has finished
+
+
+async def _until_end(run: LoopRun, timeout: float = 5.0) -> None:
+    """Wait for the run's thread to finish after its result (it only closes the stream by then); its
+    release reaches the loop before the "end" event, so it has been counted when this returns."""
+    try:
+        while (await run.next(timeout)).kind != "end":
+            pass
+    except TimeoutError:
+        pass
 
 
 async def _stream(run: LoopRun, chat: ChatRequest, deadline: float,

@@ -28,6 +28,7 @@ from ..agent import Agent, Result
 from ..errors import ImageError, MMReactError
 from ..images import Image, ImagePolicy, load_bytes, load_image
 from ..trace import StepRecord, Trace
+from ..views.steps import describe
 from ._errors import APIError
 from ._request import parse_request
 from ._runner import AgentRun, Event
@@ -270,19 +271,27 @@ def messages_for(steps: list[StepRecord], pending: str | None, result: Result | 
 
     shown: list[Any] = []
     for step in steps:
-        for call in step.calls:
-            body = (f"*{step.thought}*\n\n" if step.thought else "") + _observation(call.text)
+        v = describe(step)
+        for call in v.calls:
+            body = (f"*{v.thought}*\n\n" if v.thought else "") + _observation(call.text)
             title = call.call + (" (error)" if call.error else "")
             shown.append(gr.ChatMessage(content=body, metadata={"title": title, "status": "done",
                                                                "duration": round(call.seconds, 2)}))
-        if step.error:
-            shown.append(gr.ChatMessage(content=_observation(step.llm_text),
-                                        metadata={"title": f"Unusable reply: {step.error}", "status": "done"}))
+        if v.unusable:
+            shown.append(gr.ChatMessage(content=_observation(v.reply),
+                                        metadata={"title": f"Unusable reply: {v.unusable}", "status": "done"}))
+        if v.reask:  # an answer that was not taken: shown with its check
+            shown.append(gr.ChatMessage(content=_observation(f"{v.answer}\n\n" + "\n".join(v.grounding_lines)),
+                                        metadata={"title": f"Answer not taken: {v.reask}", "status": "done"}))
     if pending is not None:
         shown.append(gr.ChatMessage(content=pending, metadata={"title": "Planning", "status": "pending"}))
     if result is not None:
         shown.append(gr.ChatMessage(content=result.answer if result.answer is not None
                                     else f"No answer: {result.message}"))
+        last = describe(result.trace.steps[-1]) if result.trace.steps else None
+        if last is not None and last.answer is not None and last.grounding_lines:  # its check, folded
+            shown.append(gr.ChatMessage(content=_observation("\n".join(last.grounding_lines[1:]) or "-"),
+                                        metadata={"title": last.grounding_lines[0], "status": "done"}))
         for handle, picture in annotated_images(result):
             shown.append(gr.ChatMessage(content={"path": _save_png(picture, handle),
                                                  "alt_text": f"{handle}: what the experts found"}))

@@ -24,7 +24,8 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 from ..images import ImageSource
-from .text import decision_note, grounding_lines, step_text, support_text
+from .steps import describe, grounding_lines, support_text
+from .text import step_text
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -145,25 +146,25 @@ def step_meta(step: StepRecord) -> str:
 
 
 def step_body(step: StepRecord) -> str:
-    out = [f'<li class="mmr-step"><div class="mmr-head">Step {step.index} '
+    v = describe(step)
+    out = [f'<li class="mmr-step"><div class="mmr-head">Step {v.index} '
            f'<span class="mmr-meta">{_e(step_meta(step))}</span></div>']
-    note = decision_note(step)
-    if note:
-        out.append(f'<div class="mmr-meta">({_e(note)})</div>')
-    if step.warning:
-        out.append(f'<div class="mmr-err">(warning: {_e(step.warning)})</div>')
-    if step.thought:
-        out.append(f'<div class="mmr-thought">Thought: {_e(step.thought)}</div>')
+    if v.decision:
+        out.append(f'<div class="mmr-meta">({_e(v.decision)})</div>')
+    if v.warning:
+        out.append(f'<div class="mmr-err">(warning: {_e(v.warning)})</div>')
+    if v.thought:
+        out.append(f'<div class="mmr-thought">Thought: {_e(v.thought)}</div>')
     out.extend(call_body(c) for c in step.calls)
-    if step.error:
-        out.append(f'<div class="mmr-err">Unusable reply: {_e(step.error)}</div>')
-        out.append(_text_block(step.llm_text))
-    if step.final_answer is not None:
-        out.append(f"<div><b>Final Answer:</b> {marked_answer(step.final_answer, step.grounding)}</div>")
-        if step.grounding is not None:
-            out.append(grounding_html(step.grounding))
-        if step.reask:
-            out.append(f'<div class="mmr-meta">(answer not taken; the engine asked again: {_e(step.reask)})</div>')
+    if v.unusable:
+        out.append(f'<div class="mmr-err">Unusable reply: {_e(v.unusable)}</div>')
+        out.append(_text_block(v.reply))
+    if v.answer is not None:
+        out.append(f"<div><b>Final Answer:</b> {marked_answer(v.answer, v.grounding)}</div>")
+        if v.grounding is not None:
+            out.append(grounding_html(v.grounding))
+        if v.reask:
+            out.append(f'<div class="mmr-meta">(answer not taken; the engine asked again: {_e(v.reask)})</div>')
     out.append("</li>")
     return "".join(out)
 

@@ -1,11 +1,12 @@
-"""Readable plain-text rendering of steps and traces (terminal and ``str(trace)``)."""
+"""Readable plain-text rendering of steps and traces (terminal and ``str(trace)``); the words of a
+step come from :mod:`.steps`."""
 
 from __future__ import annotations
 
 import textwrap
 
-from ..grounding import Fact, Grounding
 from ..trace import StepRecord, Trace
+from .steps import describe
 
 
 def _indent(text: str, prefix: str = "    ", limit: int = 1200) -> str:
@@ -14,70 +15,27 @@ def _indent(text: str, prefix: str = "    ", limit: int = 1200) -> str:
     return textwrap.indent(text, prefix)
 
 
-def decision_note(step: StepRecord) -> str | None:
-    """How the step was decided, when the trace must say it (see :attr:`StepRecord.decided`)."""
-    if step.decided == "forced":
-        return "forced: the grammar allowed only this step, so the engine wrote it without calling the model"
-    if step.decided == "ranked":
-        return (f"grounded answer: the model scored {step.choices} candidate answers from the observations and "
-                "the engine wrote the best (model likelihood + relevance to the question)")
-    only = step.choices == 1
-    if step.decided == "without_thought":
-        return "decided without a thought" + ("; an answer was the only step allowed" if only else "")
-    if step.decided == "after_thought" and only:
-        return "the grammar allowed only this ending"
-    return None
-
-
-def support_text(fact: Fact) -> str:
-    """Where a fact was seen, in words: ``ocr(image_1) line 5 'TOTAL 7.75'``, or why not."""
-    if not fact.supported:
-        return "no observation says it"
-    if fact.evidence is None:
-        return fact.note or "given"
-    e = fact.evidence
-    where = e.call or "the context"
-    if e.line is not None and e.kind in ("text", "region", "object", "tag", "other"):
-        where += f" {'line' if e.kind in ('text', 'other') else e.kind} {e.line + 1}"
-    note = f"; {fact.note}" if fact.note else ""
-    return f"{where} {e.text!r}{note}"
-
-
-def grounding_lines(check: Grounding) -> list[str]:
-    """The check of an answer in plain lines: a summary, then one line per fact (the terminal,
-    ``str(trace)`` and the server's reasoning text all use these)."""
-    objects = "" if check.objects_checked or not check.facts else "; object words not checked (no expert saw objects)"
-    lines = [f"Grounding ({check.mode}): {check.summary()}{objects}"]
-    for f in check.facts:
-        mark = "supported" if f.supported else "UNSUPPORTED"
-        lines.append(f"  {mark} {f.kind} {f.text!r}: {support_text(f)}")
-    return lines
-
-
 def step_text(step: StepRecord) -> str:
-    lines = [f"Step {step.index}  (llm {step.llm_seconds * 1000:.0f} ms, tools {step.tool_seconds * 1000:.0f} ms"
-             + (f", {step.prompt_tokens}+{step.completion_tokens} tokens" if step.prompt_tokens is not None else "")
-             + ")"]
-    note = decision_note(step)
-    if note:
-        lines.append(f"  ({note})")
-    if step.warning:
-        lines.append(f"  (warning: {step.warning})")
-    if step.thought:
-        lines.append(f"  Thought: {step.thought}")
-    for c in step.calls:
-        tag = f" [{c.reuse_note}]" if c.reuse_note else ""
+    v = describe(step)
+    lines = [f"Step {v.index}  ({v.timing})"]
+    if v.decision:
+        lines.append(f"  ({v.decision})")
+    if v.warning:
+        lines.append(f"  (warning: {v.warning})")
+    if v.thought:
+        lines.append(f"  Thought: {v.thought}")
+    for c in v.calls:
+        tag = f" [{c.reuse}]" if c.reuse else ""
         lines.append(f"  Action: {c.call}{tag}  ({c.seconds * 1000:.0f} ms)")
         lines.append(_indent(c.text))
-    if step.error:
-        lines.append(f"  Unusable reply: {step.error}")
-        lines.append(_indent(step.llm_text))
-    if step.final_answer is not None:
-        lines.append(f"  Final Answer: {step.final_answer}")
-        if step.grounding is not None:
-            lines += ["  " + ln for ln in grounding_lines(step.grounding)]
-        if step.reask:
-            lines.append(f"  (answer not taken; the engine asked again: {step.reask})")
+    if v.unusable:
+        lines.append(f"  Unusable reply: {v.unusable}")
+        lines.append(_indent(v.reply))
+    if v.answer is not None:
+        lines.append(f"  Final Answer: {v.answer}")
+        lines += ["  " + ln for ln in v.grounding_lines]
+        if v.reask:
+            lines.append(f"  (answer not taken; the engine asked again: {v.reask})")
     return "\n".join(lines)
 
 
