@@ -16,7 +16,7 @@ found). Nothing heavy is imported here: models load lazily on first use.
 
 from __future__ import annotations
 
-from .agent import Agent, Chat, Result
+from .agent import Agent, Chat
 from .errors import (
     ConfigError,
     ImageError,
@@ -32,6 +32,7 @@ from .images import Image, load_image
 from .llms import load_llm
 from .llms.scripted import ScriptedLLM
 from .observation import Observation
+from .result import Result
 from .tools import Tool, tool
 from .trace import CallRecord, StepRecord, Trace
 

@@ -8,23 +8,20 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import grounding as grounding_
 from . import prefetch as prefetching
 from . import prompts, protocol
 from ._hashing import digest, llm_settings
 from .errors import ConfigError, LLMError, MMReactError, one_line
-from .images import Image, ImagePolicy, ImageSource, ImageTable
+from .images import ImagePolicy, ImageSource, ImageTable
 from .llms.base import LLM, LLMRequest, Message
 from .observation import Observation, utf8_text
 from .prefetch import Policy
+from .result import Result
 from .tools import ArgumentError, Tool
 from .trace import CallRecord, ImageRecord, StepRecord, Trace
-
-if TYPE_CHECKING:
-    from PIL import Image as PILImage
 
 #: An observation the model wrote itself (only the engine writes observations): cut from the reply.
 _SELF_OBSERVATION = re.compile(r"\n\s*(?:Observation\s*:|<\s*/?\s*observation\b)", re.IGNORECASE)
@@ -40,42 +37,6 @@ def _executor() -> ThreadPoolExecutor:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="mmreact-tool")
         return _pool
-
-
-@dataclass(frozen=True)
-class Result:
-    """What :meth:`Agent.run` returns: the answer (``None`` if the run stopped without one),
-    the full trace, and the images by handle."""
-
-    answer: str | None
-    trace: Trace
-    images: dict[str, Image] = field(default_factory=dict, repr=False)
-
-    @property
-    def ok(self) -> bool:
-        return self.trace.status == "answered"
-
-    @property
-    def status(self) -> str:
-        return self.trace.status
-
-    @property
-    def message(self) -> str | None:
-        return self.trace.message
-
-    def __str__(self) -> str:
-        return self.answer if self.answer is not None else f"[{self.trace.status}] {self.trace.message}"
-
-    def annotated(self, handle: str | None = None, *, grounding: bool = False) -> PILImage.Image:
-        """Image ``handle`` (default: the first) as a ``PIL.Image`` with this run's boxes drawn;
-        ``grounding=True`` draws only the boxes that support the answer's facts, each labelled with
-        its fact (see :mod:`mmreact.grounding`)."""
-        from .views.boxes import annotate_result
-        return annotate_result(self, handle, grounding=grounding)
-
-    def _repr_html_(self) -> str:
-        from .views.notebook import result_html
-        return result_html(self)
 
 
 class Agent:
@@ -344,7 +305,7 @@ class Chat:
 
     def _repr_html_(self) -> str:
         from .views.notebook import chat_html
-        return chat_html(self)
+        return chat_html(self.turns)
 
     def _answer_phrases(self, question: str) -> tuple[tuple[tuple[str, ...], ...] | None, tuple[float, ...] | None]:
         """What a grounded answer is built from (``grounding="constrain"``; before any observation

@@ -6,10 +6,7 @@ raise: they go back to the model as observations. These exceptions are for the *
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .trace import Trace
+from typing import Any
 
 
 class MMReactError(Exception):
@@ -38,14 +35,15 @@ class ConfigError(MMReactError, ValueError):
 class LLMError(MMReactError, RuntimeError):
     """The LLM backend failed (unreachable, timed out, out of replies...).
 
-    ``trace`` holds the partial trace of the run when the failure happened mid-run.
+    ``trace`` holds the partial :class:`~mmreact.trace.Trace` of the run when the failure happened
+    mid-run (typed ``Any`` here: the errors sit below everything, the trace included).
     """
 
-    def __init__(self, message: str, *, trace: Trace | None = None) -> None:
+    def __init__(self, message: str, *, trace: Any = None) -> None:
         super().__init__(message)
         self.trace = trace
 
-    def with_trace(self, trace: Trace) -> LLMError:
+    def with_trace(self, trace: Any) -> LLMError:
         self.trace = trace
         return self
 

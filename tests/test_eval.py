@@ -20,7 +20,8 @@ from PIL import Image as PILImage
 from mmreact import Agent, Image, ScriptedLLM, tool
 from mmreact.errors import ConfigError
 from mmreact.eval import load_dataset, load_jsonl, load_mmvet, read_results, run_eval, summarize, write_report
-from mmreact.eval.builtin import EVALSET_DIR, load_builtin
+from mmreact.eval.builtin import EVALSET_DIR
+from mmreact.eval.dataset import load_builtin
 from mmreact.eval.dataset import KNOWN_CAPABILITIES
 from mmreact.eval.report import percentile
 from mmreact.eval.runner import ItemResult

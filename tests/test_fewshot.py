@@ -357,7 +357,7 @@ def test_the_examples_join_the_eval_fingerprint():
 def test_shipped_examples_never_show_a_scored_image():
     """examples/shots.jsonl uses images that are not in the built-in eval set (by content)."""
     from mmreact import load_image
-    from mmreact.eval.builtin import load_builtin
+    from mmreact.eval.dataset import load_builtin
 
     shipped = load_examples(ROOT / "examples" / "shots.jsonl")
     assert len(shipped) >= 2 and all(e.steps for e in shipped)

@@ -21,10 +21,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._stages import ImageTask, Job, expert_stage, llm_stage
+from ._stages import ImageTask, Job, Prepared, expert_stage, llm_stage
 from .config import Price
 from .records import Record
-from .run import Prepared
 
 __all__ = ["run_local", "Tally"]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,8 @@ from ..errors import ConfigError, ImageError, one_line
 from ._annotations import annotation_context, lookup
 from ._formats import parse_blocks, parse_json, parse_paragraph
 from ._identity import file_stat
-from .config import DatagenConfig
+from ._store import Store
+from .config import DatagenConfig, Price
 from .context import Context, from_artifacts
 from .filters import apply_filters
 from .prompts import WITH_BOXES, FewShot, detail_instruction, reply_spec
@@ -30,6 +31,28 @@ from .records import Reason, Record, error_id, record_id
 __all__ = ["ImageTask", "Job", "scan_images", "expert_stage", "llm_stage", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs, settled once in the driver."""
+
+    config: DatagenConfig
+    store: Store
+    tools: list[Any]
+    llm: Any
+    llm_source: Any  # what load_llm was given (a spec string or an LLM object), for Ray actors
+    prompts: dict[str, FewShot]
+    cleanup: FewShot | None
+    fingerprint: dict[str, Any]
+    fingerprint_id: str
+    done: set[tuple[str, str]]
+    done_by_image: dict[str, set[str]]
+    seen: dict[str, str]
+    annotations: dict[str, dict[str, Any]] | None
+    price: Price | None
+    vocab: Any = None
+    replaced: list[str] = field(default_factory=list)  # images whose files changed since: made again
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,35 +13,14 @@ from typing import Any
 
 from .._hashing import digest
 from ..errors import ConfigError
+from ._stages import Prepared
 from ._store import Store
 from .config import DEFAULT_EXPERTS, DatagenConfig, Price, fingerprint
 from .context import ContextOptions
-from .prompts import KINDS, FewShot, cleanup_prompt, load_prompts
+from .prompts import KINDS, cleanup_prompt, load_prompts
 from .records import Record
 
 __all__ = ["generate", "prepare", "Prepared", "RunSummary"]
-
-
-@dataclass
-class Prepared:
-    """Everything a run needs, settled once in the driver."""
-
-    config: DatagenConfig
-    store: Store
-    tools: list[Any]
-    llm: Any
-    llm_source: Any  # what load_llm was given (a spec string or an LLM object), for Ray actors
-    prompts: dict[str, FewShot]
-    cleanup: FewShot | None
-    fingerprint: dict[str, Any]
-    fingerprint_id: str
-    done: set[tuple[str, str]]
-    done_by_image: dict[str, set[str]]
-    seen: dict[str, str]
-    annotations: dict[str, dict[str, Any]] | None
-    price: Price | None
-    vocab: Any = None
-    replaced: list[str] = field(default_factory=list)  # images whose files changed since: made again
 
 
 @dataclass(frozen=True)

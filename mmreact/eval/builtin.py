@@ -9,6 +9,7 @@ never copied into this repository: in ``items.jsonl`` an image written ``skimage
 
 The documents (a receipt, a parking sign, a sales table, a menu, a row of shapes) are rendered
 by ``tools/make_evalset.py`` with known contents and live in ``mmreact/data/evalset/``.
+:func:`mmreact.eval.dataset.load_builtin` loads them.
 
 Every answer was checked against the image itself (e.g. ``coins.png`` holds 24 coins in four
 rows of six). Tags follow MM-Vet: rec, ocr, spat, math, know, gen.
@@ -18,14 +19,5 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..qa import SAMPLE_PACKAGES, package_folder
-from .dataset import EvalItem, load_jsonl
-
 EVALSET_DIR = Path(__file__).resolve().parents[1] / "data" / "evalset"
 ITEMS_FILE = EVALSET_DIR / "items.jsonl"
-
-
-def load_builtin() -> list[EvalItem]:
-    """The built-in items with absolute image paths (raises if a sample image is missing)."""
-    roots = {prefix: package_folder(prefix) for prefix in SAMPLE_PACKAGES}
-    return load_jsonl(ITEMS_FILE, roots=roots)

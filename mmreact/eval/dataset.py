@@ -45,11 +45,14 @@ from ..errors import ConfigError
 from ..qa import (  # noqa: F401
     CAPABILITY_ALIASES,
     KNOWN_CAPABILITIES,
+    SAMPLE_PACKAGES,
     QAItem,
     item_from_dict,
     jsonl_records,
+    package_folder,
     read_text,
 )
+from .builtin import ITEMS_FILE
 
 #: An eval item is the core's question/answer record (:class:`mmreact.qa.QAItem`).
 EvalItem = QAItem
@@ -69,6 +72,13 @@ def load_jsonl(path: str | Path, *, roots: Mapping[str, Path] | None = None) -> 
     """
     p = Path(path).expanduser()
     return jsonl_records(p, read_text(p), lambda data, where: _item(data, where, p.parent, roots), "items")
+
+
+def load_builtin() -> list[EvalItem]:
+    """The built-in items (:mod:`mmreact.eval.builtin`) with absolute image paths (raises if a
+    sample image is missing)."""
+    roots = {prefix: package_folder(prefix) for prefix in SAMPLE_PACKAGES}
+    return load_jsonl(ITEMS_FILE, roots=roots)
 
 
 def load_mmvet(path: str | Path) -> list[EvalItem]:
@@ -106,8 +116,6 @@ def load_dataset(spec: str | Path) -> list[EvalItem]:
     """``"builtin"``, a JSONL file, an MM-Vet folder or an ``mm-vet.json`` path -> items."""
     text = str(spec)
     if text == "builtin":
-        from .builtin import load_builtin
-
         return load_builtin()
     p = Path(text).expanduser()
     if p.is_dir() or p.suffix.lower() == ".json":

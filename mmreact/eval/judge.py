@@ -26,7 +26,7 @@ from .scorers import ScoreError, Scorer
 
 if TYPE_CHECKING:
     from ..llms.base import LLM
-    from .dataset import EvalItem
+    from ..qa import QAItem as EvalItem
 
 JUDGE_PROMPT = """\
 Compare the ground truth and the prediction from an AI model, and give a correctness score for \

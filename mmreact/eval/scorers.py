@@ -53,7 +53,7 @@ from . import _text as tx
 from ._text import Text, is_numeric_answer, normalize, numbers, words_to_digits
 
 if TYPE_CHECKING:
-    from .dataset import EvalItem
+    from ..qa import QAItem as EvalItem
 
 __all__ = [
     "SCORING_VERSION", "MAX_WORDS", "Scorer", "ScoreError", "ExactScorer", "ContainsScorer", "NumericScorer",

@@ -4,7 +4,7 @@ be evaluated, compared and combined alike.
 
 Decisions:
 
-* The result type is the agent's own :class:`mmreact.agent.Result` (answer, trace, images), so code
+* The result type is the agent's own :class:`mmreact.result.Result` (answer, trace, images), so code
   written for the agent (``.ok``, ``.status``, ``str(result)``) works unchanged on these systems.
 * An end-to-end model answers in one step: the trace holds one :class:`~mmreact.trace.StepRecord`
   with the raw model text, the final answer (stripped), ``llm_seconds`` and the token counts;
@@ -27,9 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from ..agent import Result
 from ..errors import ConfigError, LLMError, MMReactError, one_line
 from ..images import Image, ImageSource, ImageTable
+from ..result import Result
 from ..trace import ImageRecord, StepRecord, Trace
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ import time
 import uuid
 from typing import Any
 
-from ..agent import Result
+from ..result import Result
 from ..trace import StepRecord, Trace
 from ..views.steps import describe
 

@@ -22,10 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..agent import Agent, Result
+from ..agent import Agent
 from ..errors import ImageError, LLMError, MMReactError, one_line
 from ..images import Image, ImagePolicy
 from ..llms.scripted import ScriptedLLM
+from ..result import Result
 from ..trace import StepRecord
 from ._image_urls import ImageFetcher, decode_data_url, image_from_bytes
 from ._request import ChatRequest, ImagePart, compose_question

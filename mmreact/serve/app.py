@@ -29,9 +29,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..agent import Agent, Result
+from ..agent import Agent
 from ..errors import LLMError, one_line
 from ..images import MB, ImagePolicy, megabytes, size_over
+from ..result import Result
 from . import _response as resp
 from ._admission import Admission
 from ._errors import APIError, bad_request

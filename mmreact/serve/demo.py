@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..agent import Agent, Result
+from ..agent import Agent
 from ..errors import ImageError, MMReactError
 from ..images import Image, ImagePolicy, load_bytes, load_image
+from ..result import Result
 from ..trace import StepRecord, Trace
 from ..views.steps import describe
 from ._errors import APIError

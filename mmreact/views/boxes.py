@@ -37,7 +37,7 @@ from ..images import HANDLE_RE, Image, ImageSource, load_image
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
-    from ..agent import Result
+    from ..result import Result
 
 Kind = Literal["detect", "dense", "ocr", "other", "answer"]
 Backend = Literal["auto", "supervision", "pil"]
@@ -270,7 +270,7 @@ def support_artifact(result: Result, handle: str) -> dict[str, Any]:
 
 def annotate_result(result: Result, handle: str | None = None, *, labels: bool = True,
                     backend: Backend = "auto", grounding: bool = False) -> PILImage.Image:
-    """Image ``handle`` of a :class:`~mmreact.agent.Result` (default: the first) with every box
+    """Image ``handle`` of a :class:`~mmreact.result.Result` (default: the first) with every box
     that this run's calls found on it; with ``grounding``, only the boxes that support the answer's
     facts, each labelled with its fact."""
     handle = _pick(result.images, handle)

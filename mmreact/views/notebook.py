@@ -30,9 +30,9 @@ from .text import step_text
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
-    from ..agent import Agent, Chat, Result
     from ..grounding import Grounding
     from ..observation import Observation
+    from ..result import Result
     from ..trace import CallRecord, StepRecord, Trace
 
 MAX_IMAGE_WIDTH = 640
@@ -265,12 +265,12 @@ def observation_html(obs: Observation) -> str:
     return _wrap(body)
 
 
-def chat_html(chat: Chat) -> str:
-    """Every turn in order, then each image once with all turns' boxes drawn on it."""
-    if not chat.turns:
+def chat_html(turns: Sequence[Result]) -> str:
+    """A chat's turns in order, then each image once with all turns' boxes drawn on it."""
+    if not turns:
         return _wrap('<div class="mmr-meta">(no turns yet)</div>')
-    turns = "".join(f"<h4>Turn {i}</h4>{trace_body(r.trace)}" for i, r in enumerate(chat.turns, 1))
-    return _wrap(turns + _result_figures(chat.turns))
+    body = "".join(f"<h4>Turn {i}</h4>{trace_body(r.trace)}" for i, r in enumerate(turns, 1))
+    return _wrap(body + _result_figures(turns))
 
 
 # -- live display --------------------------------------------------------------------------------
@@ -297,18 +297,17 @@ def _kernel_display() -> Any:
     return display if shell is not None and getattr(shell, "kernel", None) is not None else None
 
 
-def live(agent_or_chat: Agent | Chat, question: str, images: Sequence[ImageSource] | ImageSource = (),
+def live(agent_or_chat: Any, question: str, images: Sequence[ImageSource] | ImageSource = (),
          *, interval: float = 0.2) -> Result:
     """Ask ``question`` and show each step as it happens; returns the :class:`Result`.
 
     In a notebook one output area is updated in place (``display(..., display_id=True)``),
     streaming the model's text at most every ``interval`` seconds, and ends as the result's HTML.
     Outside a kernel each step is printed as plain text. Pass a :class:`Chat` to keep the turn in
-    a session; an :class:`Agent` runs a fresh one.
+    a session; an :class:`Agent` runs a fresh one (it is told from a chat by having no ``ask``: the
+    views do not import the agent).
     """
-    from ..agent import Agent
-
-    chat = agent_or_chat.chat() if isinstance(agent_or_chat, Agent) else agent_or_chat
+    chat = agent_or_chat if hasattr(agent_or_chat, "ask") else agent_or_chat.chat()
     display = _kernel_display()
     if display is None:
         result = chat.ask(question, images, on_step=lambda s: print(step_text(s), flush=True))
