@@ -6,6 +6,7 @@ failed) or MISSED; the source is always restored, also on Ctrl-C.
 
     python tools/mutation_check.py            # every mutation (about 15 pytest runs)
     python tools/mutation_check.py --list     # what would be planted
+    python tools/mutation_check.py --only grounding   # the mutations in files whose path holds "grounding"
 """
 
 from __future__ import annotations
@@ -66,15 +67,70 @@ MUTATIONS: list[tuple[str, str, str, str]] = [
      "tests/test_eval_resume.py::test_an_agent_is_loaded_once_before_its_items"),
     ("mmreact/eval/runner.py", 'sum(getattr(s, "decided", None) != "forced" for s in steps)', "len(steps)",
      "tests/test_eval.py::test_a_forced_step_is_not_an_llm_call"),
+    # issue 25: behaviours users rely on that no test checked (a few of the 38 bugs its tests were written for)
+    ("mmreact/serve/app.py", 'if not ok or scheme.lower() != "bearer":', "if not ok:",
+     "tests/test_contract_serve.py::test_a_valid_key_under_another_scheme_is_refused"),
+    ("mmreact/serve/_admission.py", "if self.running + self.queued >= self.max_concurrency + self.max_queue:",
+     "if self.queued >= self.max_queue:",
+     "tests/test_contract_serve.py::test_max_queue_0_answers_on_an_idle_server_and_refuses_while_busy"),
+    ("mmreact/serve/_response.py", '"max_steps": "length"', '"max_steps": "stop"',
+     "tests/test_contract_serve.py::test_a_run_that_stops_at_max_steps_has_finish_reason_length"),
+    ("mmreact/datagen/_store.py", 'elif out[i].status == "error":', "elif out[i].status != r.status:",
+     "tests/test_contract_datagen.py::test_a_later_error_line_never_replaces_an_accepted_record"),
+    ("mmreact/fewshot.py", "[img.sha256 for img in s.images]]", "len(s.images)]",
+     "tests/test_contract_fewshot.py::test_examples_that_differ_only_in_their_images_have_different_fingerprints"),
+    ("mmreact/cache.py", "self._mem.popitem(last=False)", "self._mem.popitem(last=True)",
+     "tests/test_contract_cache.py::test_a_full_cache_evicts_the_least_recently_used_entry_and_keeps_the_newest"),
+    ("mmreact/weights/hub.py",
+     "cached = here.is_file() and (sizes[name] is None or here.stat().st_size == sizes[name])",
+     "cached = here.is_file()", "tests/test_contract_weights.py::test_pull_dry_run_lists_a_short_file_as_to_download"),
+]
+
+#: 20 bugs written after issue 25, in the newest code (grounding, serve, datagen, prefetch), each planted
+#: once against the whole test file(s) a developer would run for that module.
+G, GR = "tests/test_grounding.py", "tests/test_grounding.py tests/test_grounded_runs.py"
+SV = "tests/test_serve.py tests/test_contract_serve.py tests/test_serve_load.py"
+DG = "tests/test_datagen_filters.py tests/test_contract_datagen.py tests/test_datagen_rerun.py"
+PF = "tests/test_prefetch.py tests/test_contract_cache.py"
+MUTATIONS += [
+    ("mmreact/grounding/_check.py", "if v & span.value:  # type: ignore[operator]",
+     "if v | span.value:  # type: ignore[operator]", G),
+    ("mmreact/grounding/_check.py", "(y1 is None or y2 is None or y1 == y2)", "True", G),
+    ("mmreact/grounding/_check.py", "        if m.negated:\n            continue\n", "", G),
+    ("mmreact/grounding/_facts.py", "frozenset({(h, mi), ((h + 12) % 24, mi)} if 1 <= h <= 12 else {(h, mi)})",
+     "frozenset({(h, mi)})", G),
+    ("mmreact/grounding/_facts.py", '    elif re.fullmatch(r"-?\\d+,\\d{1,2}", t):\n', "    elif False:\n", G),
+    ("mmreact/grounding/_check.py", "visual = any(e.kind in VISUAL_KINDS for e in evidence)", "visual = bool(evidence)", GR),
+    ("mmreact/grounding/_check.py", "if computing and value in question_numbers:", "if value in question_numbers:", G),
+    ("mmreact/grounding/_check.py", 'parts = [p for p in re.split(r"\\s+(?:and|&)\\s+", span.text) if p]',
+     "parts = [span.text]", G),
+    ("mmreact/serve/_admission.py", '            self.counts["queue_timeout"] += 1\n', "", SV),
+    ("mmreact/serve/_request.py", 'if not turns or turns[-1].role != "user":', "if not turns:", SV),
+    ("mmreact/serve/_request.py", "n != 1):", "n > 1):", SV),
+    ("mmreact/serve/_image_urls.py", "if declared is not None and declared > self.max_bytes:", "if False:", SV),
+    ("mmreact/serve/_image_urls.py", "if len(payload) // 4 * 3 > max_bytes:", "if len(payload) > 4 * max_bytes:", SV),
+    ("mmreact/datagen/_checks.py", "    if top < 2:\n", "    if top < 1:\n", DG),
+    ("mmreact/datagen/_checks.py", " or answer_classes & context_classes:", ":", DG),
+    ("mmreact/datagen/_identity.py", "if known.stat is not None and tuple(known.stat) == now:",
+     "if known.stat is not None:", DG),
+    ('mmreact/datagen/_checks.py', '    if stripped.endswith("?") and not re.search(r"[.!](?:\\s|$)", stripped[:-1]):\n',
+     '    if stripped.endswith("?"):\n', DG),
+    ("mmreact/prefetch.py", "            if job.future.cancel():\n", "            if False:\n", PF),
+    ("mmreact/prefetch.py", "    return tool.cacheable and len(tool.image_params) == 1 and len(required) == 1",
+     "    return len(tool.image_params) == 1 and len(required) == 1", PF),
+    ("mmreact/prefetch.py", "    if not getattr(llm, \"runs_locally\", False) or _gpu():\n",
+     "    if not getattr(llm, \"runs_locally\", False):\n", PF),
 ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--list", action="store_true", help="only list the mutations")
+    parser.add_argument("--only", metavar="TEXT", help="only the mutations whose file path contains TEXT")
     args = parser.parse_args()
+    chosen = [m for m in MUTATIONS if args.only is None or args.only in m[0]]
     missed = 0
-    for path, old, new, tests in MUTATIONS:
+    for path, old, new, tests in chosen:
         label = f"{path}: {' '.join(old.split())[:70]}"
         if args.list:
             print(f"{label}  ->  {' '.join(new.split())[:50] or '(deleted)'}   [{tests}]")
@@ -87,7 +143,7 @@ def main() -> None:
             continue
         file.write_text(source.replace(old, new, 1), encoding="utf-8")
         try:
-            done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", tests],
+            done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests.split()],
                                   cwd=ROOT, capture_output=True, text=True, timeout=1200)
         finally:
             file.write_text(source, encoding="utf-8")
@@ -95,7 +151,7 @@ def main() -> None:
         missed += not caught
         print(f"{'CAUGHT' if caught else 'MISSED'}  {label}", flush=True)
     if not args.list:
-        print(f"{len(MUTATIONS) - missed} of {len(MUTATIONS)} caught")
+        print(f"{len(chosen) - missed} of {len(chosen)} caught")
         sys.exit(1 if missed else 0)
 
 
