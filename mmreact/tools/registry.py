@@ -16,6 +16,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from .._lazy import import_target
+from .._plugins import Failure
 from ..errors import MMReactError, ToolNotFoundError, one_line
 from . import Tool, as_tool
 
@@ -33,13 +34,8 @@ BUILTIN_TOOLS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class PluginFailure:
-    """A plug-in entry point that could not be loaded."""
-
-    entry_point: str
-    distribution: str
-    error: str
+#: A plug-in entry point that could not be loaded (the same record as the LLM and system registries').
+PluginFailure = Failure
 
 
 @dataclass(frozen=True, slots=True)
