@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -279,3 +280,48 @@ def test_the_reasoning_text_leaves_out_prefetched_and_keeps_the_other_notes(fres
     assert "prefetch" not in reasoning
     assert "Observation from look(image_1):\n16x12 pixels" in reasoning
     assert "Observation from look(image_1) (repeated call):\n16x12 pixels" in reasoning
+
+
+# -- requests a client gets wrong (found by tools/mutation_check.py's newer bugs) ---------------------
+def test_a_conversation_must_end_with_the_users_question_and_n_must_be_1():
+    with running(create_app(hash_agent())) as base:
+        img = image_array(120)
+        ends_with_answer = {"model": MODEL, "messages": [image_message("hash?", img),
+                                                         {"role": "assistant", "content": "abc"}]}
+        r = post(base, ends_with_answer)
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["message"] == "The last message must be a user message with the question."
+        for n in (0, 2, -1, True, "1"):
+            r = post(base, {**body_for(img), "n": n})
+            assert r.status_code == 400 and r.json()["error"]["param"] == "n", (n, r.text)
+        r = post(base, {**body_for(img), "n": 1})
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == sha(img)
+
+
+def test_a_declared_length_over_the_limit_is_refused_before_reading(ca, image_server):
+    """A server that announces more bytes than the limit is refused from its header at once, not
+    after the body has trickled in (or the time limit has run out)."""
+    def trickle():
+        yield b"\x89PNG" + b"0" * 96
+        time.sleep(3)
+
+    image_server.routes["/huge.png"] = (200, {"Content-Length": "5000"}, trickle)
+    f = fetcher(ca, ["127.0.0.1"], address_problem=loopback_is_public, max_bytes=2000, timeout=2)
+    t0 = time.monotonic()
+    with pytest.raises(ImageError, match="download limit"):
+        f.fetch(image_server.url("/huge.png"), "x")
+    assert time.monotonic() - t0 < 1.5
+
+
+def test_a_data_url_is_measured_by_its_decoded_size():
+    """``max_bytes`` is the decoded image's size: 300 bytes pass a 300-byte limit, 303 do not (the
+    base64 text of 303 bytes is 404 characters)."""
+    import base64
+
+    from mmreact.serve._image_urls import decode_data_url
+
+    exact = base64.b64encode(b"x" * 300).decode()
+    assert decode_data_url(f"data:image/png;base64,{exact}", "p", 300)[0] == b"x" * 300
+    over = base64.b64encode(b"x" * 303).decode()
+    with pytest.raises(ImageError, match="over the .* limit for one image"):
+        decode_data_url(f"data:image/png;base64,{over}", "p", 300)

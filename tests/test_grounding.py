@@ -25,6 +25,9 @@ OCR = ["CORNER CAFE", "12 Main Street", "Latte 3.50", "Croissant 2.75", "TOTAL 7
        "Grocery", "1O.50 Water", "THE QUIET RIVER"]
 TEXT = [Evidence(text=t, kind="text", call="ocr(image_1)", image="image_1", line=i, box=(0, 10 * i, 100, 10 * i + 9))
         for i, t in enumerate(OCR)]
+#: a time without AM/PM and a price with a decimal comma, as OCR reads European receipts and signs
+BARE = [Evidence(text="Last entry 8:15", kind="text", call="ocr(image_3)", image="image_3", line=0),
+        Evidence(text="Espresso 2,40", kind="text", call="ocr(image_3)", image="image_3", line=1)]
 VISUAL = [Evidence(text="a dog sitting on a couch", kind="caption", call="caption(image_2)", image="image_2"),
           Evidence(text="dog", kind="object", call="detect(image_2)", image="image_2", line=0, box=(1, 2, 3, 4)),
           Evidence(text="2 cups", kind="count", call="detect(image_2)", image="image_2")]
@@ -49,6 +52,14 @@ CASES: list[tuple[str, list[Evidence], dict[str, bool]]] = [
     ("9:00 PM", TEXT, {"9:00 PM": False}),
     ("14:35", TEXT, {"14:35": True}),                      # OCR read 14.35
     ("14:53", TEXT, {"14:53": False}),
+    ("8:15 PM", BARE, {"8:15 PM": True}),                  # "8:15" may be morning or evening
+    ("20:15", BARE, {"20:15": True}),
+    ("8:15 AM", BARE, {"8:15 AM": True}),
+    ("9:15 PM", BARE, {"9:15 PM": False}),
+    # a decimal comma is a decimal point
+    ("2.40", BARE, {"2.40": True}),
+    ("It costs 2.4", BARE, {"2.4": True}),
+    ("2.04", BARE, {"2.04": False}),
     # dates
     ("5 March 2024", TEXT, {"5 March 2024": True}),
     ("March 5, 2024", TEXT, {"March 5, 2024": True}),

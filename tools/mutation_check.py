@@ -81,9 +81,8 @@ MUTATIONS: list[tuple[str, str, str, str]] = [
      "tests/test_contract_fewshot.py::test_examples_that_differ_only_in_their_images_have_different_fingerprints"),
     ("mmreact/cache.py", "self._mem.popitem(last=False)", "self._mem.popitem(last=True)",
      "tests/test_contract_cache.py::test_a_full_cache_evicts_the_least_recently_used_entry_and_keeps_the_newest"),
-    ("mmreact/weights/hub.py",
-     "cached = here.is_file() and (sizes[name] is None or here.stat().st_size == sizes[name])",
-     "cached = here.is_file()", "tests/test_contract_weights.py::test_pull_dry_run_lists_a_short_file_as_to_download"),
+    ("mmreact/weights/hub.py", "            cached = _whole_file(here, sizes[name])\n", "            cached = here.is_file()\n",
+     "tests/test_contract_weights.py::test_pull_dry_run_lists_a_short_file_as_to_download"),
 ]
 
 #: 20 bugs written after issue 25, in the newest code (grounding, serve, datagen, prefetch), each planted
