@@ -55,7 +55,7 @@ class Agent:
             ``"all"`` or tool names; see :mod:`mmreact.prefetch`).
         image_policy: size limits and an optional allowed folder for image files
             (default: :meth:`ImagePolicy.from_env`).
-        examples: solved examples shown before every question (:mod:`mmreact.shots`): a list of
+        examples: solved examples shown before every question (:mod:`mmreact.fewshot`): a list of
             :class:`mmreact.fewshot.Example` or a JSONL file; checked and run when the agent is created.
         grounding: how answers are held to what the experts saw (:mod:`mmreact.grounding`):
             ``"constrain"``: a backend that decodes under a grammar writes the final answer as a run

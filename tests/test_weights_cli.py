@@ -267,7 +267,7 @@ def yolo_pt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_the_internet_path_pull_everything_then_ask_with_all_five(hub: FakeHub, tmp_path: Path,
                                                                   yolo_pt: Path) -> None:
-    """The README's second block against the loopback hub: ``mmreact pull`` fetches every expert's
+    """The getting-started page's (docs/index.md) `mmreact pull` block against the loopback hub: ``mmreact pull`` fetches every expert's
     weights (hub checkpoints and a YOLO file through ultralytics), then a question uses all five."""
     url = hub.add_file("yolo-tiny.pt", yolo_pt.read_bytes())
     env = online_env(tmp_path, hub.url, MMREACT_CAPTION_MODEL="mmreact-test/caption",

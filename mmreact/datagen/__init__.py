@@ -24,7 +24,7 @@ __all__ = ["generate", "refilter", "export", "make_templates", "summarize", "Sto
 
 _WHERE = {
     "generate": "run", "refilter": "run", "RunSummary": "run", "export": "exports", "make_templates": "templates",
-    "summarize": "report", "Store": "store", "Record": "records", "KINDS": "prompts", "DatagenConfig": "config",
+    "summarize": "report", "Store": "_store", "Record": "records", "KINDS": "prompts", "DatagenConfig": "config",
 }
 
 

@@ -205,7 +205,7 @@ def report(
 
 @app.command()
 def template(
-    labels: Annotated[Optional[str], typer.Argument(help="A JSONL of labelled items (see the README).")] = None,
+    labels: Annotated[Optional[str], typer.Argument(help="A JSONL of labelled items (see docs/datagen.md).")] = None,
     out: Annotated[str, typer.Option("--out", "-o", help="Output folder (export it like a datagen run).")] = "",
     images: Annotated[Optional[str], typer.Option("--images", help="The image folder the labels' paths are in.")
                       ] = None,

@@ -16,7 +16,7 @@ Every line of ``results.jsonl`` carries::
   it has (an end-to-end model's name, checkpoint, token budget, dtype ...). LLM attributes that
   change speed only (:data:`mmreact._hashing.NOT_SETTINGS`: thread counts, timeouts) are left out; long values
   are stored as hashes. A custom system whose answers depend on other settings should say them
-  in ``eval_settings()``. A system shown solved examples (:mod:`mmreact.shots`, the agent's or an
+  in ``eval_settings()``. A system shown solved examples (:mod:`mmreact.fewshot`, the agent's or an
   end-to-end model's ``examples``) adds ``examples``: their number and a hash of what the model is
   shown (rendered exchanges, images), so results made with other examples, or none, never mix; a
   system without examples has no such key, so its fingerprint is the one it had before examples existed.

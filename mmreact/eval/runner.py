@@ -184,7 +184,7 @@ def is_agent_spec(spec: str) -> bool:
 def load_system(spec: str, **options: Any) -> System:
     """A system from a spec: :func:`mmreact.mllm.load_system` when that exists, else
     ``agent`` / ``agent:LLMSPEC`` -> :class:`mmreact.Agent` with every tool ready here. ``options``
-    go to the system's constructor (e.g. ``examples``, see :mod:`mmreact.shots`)."""
+    go to the system's constructor (e.g. ``examples``, see :mod:`mmreact.fewshot`)."""
     try:
         mllm = importlib.import_module("mmreact.mllm")
     except ModuleNotFoundError as exc:

@@ -7,7 +7,7 @@ agent's later step shares the system prompt and the earlier turns with the one b
 new observation (and the re-read reply) goes through the model. Within a reply each new token is
 fed once. One prompt pass per reply, then one token per forward.
 
-:func:`decode` is the loop: mask (the :mod:`.hf_constrain` constraint), choose (greedy, or
+:func:`decode` is the loop: mask (the :mod:`._hf_constrain` constraint), choose (greedy, or
 llama-cpp-python's default sampling chain: top-k 40, top-p 0.95, min-p 0.05, then the
 temperature, applied with transformers' own logits warpers), stream, stop. The caller holds the model's lock: a cache belongs
 to one model and one thread at a time.

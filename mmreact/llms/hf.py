@@ -14,7 +14,7 @@ Decisions:
 * A key/value cache is kept per model across calls (:class:`~mmreact.llms._hf_decode.PrefixCache`):
   a request feeds only the tokens after the longest prefix it shares with the previous one (an
   agent's later step re-reads only its newest turn), then one token per forward pass.
-* Constrained decoding (:mod:`mmreact.llms.hf_constrain`): llguidance compiles the language's
+* Constrained decoding (:mod:`mmreact.llms._hf_constrain`): llguidance compiles the language's
   GBNF, the same text llama.cpp gets, into an exact token mask; without llguidance, or for a
   tokenizer or a grammar it cannot take, a hand-written ``regex`` processor does it character by
   character. ``Completion.meta["constraint"]`` says which one ran (``"llguidance"`` or
@@ -133,7 +133,7 @@ class HFLLM(LocalSteps, LLM):
     Args:
         model: a local model directory, ``DIR/file.gguf``, or a model id in the Hugging Face cache.
         device: ``"cuda"``, ``"cpu"``...; default: ``MMREACT_DEVICE``, else CUDA when present.
-        constrained: enforce the step language while decoding (see :mod:`mmreact.llms.hf_constrain`).
+        constrained: enforce the step language while decoding (see :mod:`mmreact.llms._hf_constrain`).
         temperature: 0 is greedy.
         options: knobs of the step language.
         engine: the constraint engine: ``"auto"`` (llguidance where it can, else the regex

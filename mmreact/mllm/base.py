@@ -14,7 +14,7 @@ Decisions:
   costs the same as the others. Call ``load()`` yourself to time it.
 * Images go through the same validation and handle table as the agent's (identical pixels given
   twice become one image), so both systems see the same inputs.
-* Solved examples (:mod:`mmreact.shots`, ``examples=`` on each backend) are shown before the
+* Solved examples (:mod:`mmreact.fewshot`, ``examples=`` on each backend) are shown before the
   question as completed turns (images, question, answer) in the family's own chat format; a
   backend that cannot take them (one image per question) says so in one sentence when it is made.
 """

@@ -25,7 +25,7 @@ Decisions:
   "<end_of_utterance>", "\\nAssistant:"``, with ``<image>`` tokens banned from the output, as its
   model card does). Every other family uses the processor's chat template (one ``{"type": "image"}``
   part per image, then the question) and, without one, LLaVA-1.5's ``USER: <image>\\n... ASSISTANT:``.
-* Solved examples (``examples=``, :mod:`mmreact.shots`) go before the question as completed turns,
+* Solved examples (``examples=``, :mod:`mmreact.fewshot`) go before the question as completed turns,
   their images interleaved in order: a user turn (images, question) and an assistant turn (the
   answer) each. IDEFICS: ``"User:", images..., question, "<end_of_utterance>", "\\nAssistant: ANSWER
   <end_of_utterance>", "\\nUser:", ...`` (its model card's few-shot format); chat templates: user and
@@ -115,7 +115,7 @@ class HFMultimodal(EndToEndSystem):
         dtype: ``"bfloat16"``, ``"float16"``, ``"float32"`` or a torch dtype; ``None`` means half
             precision on GPU and fp32 on CPU.
         max_new_tokens: the most tokens one answer may have.
-        examples: solved examples shown before every question (:mod:`mmreact.shots`).
+        examples: solved examples shown before every question (:mod:`mmreact.fewshot`).
     """
 
     #: generate() calls on one model are serialised, so more threads only wait.

@@ -16,7 +16,7 @@ Decisions:
   backend's (:class:`mmreact.llms.openai.OpenAILLM`), so both backends fail the same way: no key for
   api.openai.com is a :class:`ConfigError`; an unreachable server, a rejected key or an unknown
   model is an :class:`LLMError`.
-* Solved examples (``examples=``, :mod:`mmreact.shots`) go before the question as completed
+* Solved examples (``examples=``, :mod:`mmreact.fewshot`) go before the question as completed
   turns: a user message (the example's images, each named ``example_1_image_1:``... when there are
   several, then its question) and an assistant message (its answer) per example.
 * ``temperature=0`` so runs repeat as far as the server allows. If the server rejects
@@ -59,8 +59,9 @@ class OpenAIVision(EndToEndSystem):
         api_key: ``None`` means ``OPENAI_API_KEY`` (or a placeholder for non-OpenAI servers).
         max_tokens: the most tokens one answer may have.
         detail: OpenAI's image ``detail`` (``"low"``, ``"high"``, ``"auto"``); ``None`` leaves it out.
-        timeout, max_retries: per request, as in the ``openai:`` backend.
-        examples: solved examples shown before every question (:mod:`mmreact.shots`).
+        timeout: seconds per request, as in the ``openai:`` backend.
+        max_retries: retries per request, as in the ``openai:`` backend.
+        examples: solved examples shown before every question (:mod:`mmreact.fewshot`).
     """
 
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None, *,
