@@ -313,11 +313,15 @@ class Chat:
         relevance to the question for a backend that ranks answers."""
         if self.agent.grounding != "constrain":
             return None, None
-        phrases = tuple(grounding_.answer_phrases(grounding_.evidence_from_calls(self.memo.values()), question))
+        evidence = grounding_.evidence_from_calls(self.memo.values())
+        phrases = tuple(grounding_.answer_phrases(evidence, question))
         if not getattr(self.agent.llm, "ranks_answers", False):
             return phrases, None
         scores = grounding_.relevance(question, [" ".join(p) for p in phrases])
-        return phrases, None if scores is None else tuple(scores)
+        if scores is None:
+            return phrases, None
+        prior = grounding_.layout_prior(evidence, phrases, question)  # a title is printed first
+        return phrases, tuple(s + b for s, b in zip(scores, prior, strict=True))
 
     def ask(
         self,

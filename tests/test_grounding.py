@@ -237,3 +237,37 @@ def test_an_arithmetic_questions_own_numbers_are_given_not_claimed() -> None:
         ("Two", True, "from the question"), ("$24", True, "computed: 12 x 2")]
     leading = ground("Yes, tickets cost $25.", TEXT, question="Do tickets cost $25?")
     assert [(f.text, f.supported) for f in leading.facts] == [("$25", False)]
+
+
+@pytest.mark.parametrize(("question", "place"), [
+    ("What is the title at the top of this page?", "top"),
+    ("What is the name of the shop?", "top"),
+    ("What is the heading?", "top"),
+    ("Which function is called in the line of code at the bottom?", "bottom"),
+    ("What does the last line say?", "bottom"),
+    ("What is the total on this receipt?", None),
+    ("How much is a latte?", None),
+    ("What is this person's job title?", None),
+])
+def test_questions_that_ask_for_a_documents_top_or_bottom(question: str, place: str | None) -> None:
+    from mmreact.grounding import asks_for_place
+
+    assert asks_for_place(question) == place
+
+
+def test_the_layout_prior_favours_the_first_or_last_line_of_each_ocr_call() -> None:
+    """A receipt prints its shop's name first and thanks the customer last: a question about the
+    shop's name gains on the first line (not on "Thank you for shopping", which shares its words)."""
+    from mmreact.grounding import LAYOUT_BONUS, answer_phrases, layout_prior
+
+    lines = ["GREEN LEAF GROCERY", "Bread 2.45", "Thank you for shopping!"]
+    ev = [Evidence(text=t, kind="text", call="ocr(image_1)", image="image_1", line=i) for i, t in enumerate(lines)]
+    ev += [Evidence(text="MENU", kind="text", call="ocr(image_2)", image="image_2", line=0),
+           Evidence(text="a shop front", kind="caption", call="caption(image_1)", image="image_1")]
+    phrases = answer_phrases(ev, "What is the name of the shop?")
+    prior = dict(zip(phrases, layout_prior(ev, phrases, "What is the name of the shop?"), strict=True))
+    assert {p for p, b in prior.items() if b} == {("GREEN", "LEAF", "GROCERY"), ("MENU",)}
+    assert set(prior.values()) == {0.0, LAYOUT_BONUS}
+    bottom = dict(zip(phrases, layout_prior(ev, phrases, "What is written at the bottom?"), strict=True))
+    assert {p for p, b in bottom.items() if b} == {("Thank", "you", "for", "shopping!"), ("MENU",)}
+    assert not any(layout_prior(ev, phrases, "How much is the bread?"))

@@ -67,11 +67,15 @@ from ._relevance import embedder, relevance
 from ._spans import (
            MAX_SPAN_WORDS,
            NOTHING_SEEN,
+           LAYOUT_BONUS,
            answer_phrases,
+           asks_for_place,
            is_yes_no,
+           layout_prior,
            question_options,
 )
 
 __all__ = ["asks_computation", "Evidence", "Fact", "Grounding", "MAX_SPAN_WORDS", "Mode", "NOTHING_SEEN", "is_yes_no", "VISUAL_KINDS", "answer_phrases",
            "evidence_from_artifact", "evidence_from_calls", "evidence_from_context", "fold", "ground",
-           "question_options", "relevance", "embedder"]
+           "question_options", "relevance", "embedder", "asks_for_place", "layout_prior",
+           "LAYOUT_BONUS"]

