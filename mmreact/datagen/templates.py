@@ -28,6 +28,7 @@ from typing import Any
 from .._hashing import digest
 from ..errors import ConfigError, ImageError
 from ..grounding.vocab import plural
+from ..qa import jsonl_records
 from ._store import Store
 from .context import Context, normalise_box
 from .records import Record, error_id
@@ -158,26 +159,18 @@ def instruction(item: Mapping[str, Any], width: int, height: int, *, seed: int =
 def items_from_file(path: str | Path) -> list[dict[str, Any]]:
     p = Path(path).expanduser()
     try:
-        lines = p.read_text(encoding="utf-8").splitlines()
+        text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"No labels file at {p}.") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"Cannot read the labels file {p} ({exc}).") from None
-    items = []
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{p}, line {n}: not valid JSON ({exc.msg}).") from None
-        if not isinstance(item, dict) or not isinstance(item.get("image"), str) or item.get("task") not in TEMPLATES:
-            raise ConfigError(f"{p}, line {n}: each line needs an \"image\" and a \"task\" ({', '.join(TASKS)}).")
-        item[WHERE] = f"{p}, line {n}"
-        items.append(item)
-    if not items:
-        raise ConfigError(f"{p} holds no labelled items.")
-    return items
+
+    def item(data: Any, where: str) -> dict[str, Any]:
+        if not isinstance(data, dict) or not isinstance(data.get("image"), str) or data.get("task") not in TEMPLATES:
+            raise ConfigError(f"{where}: each line needs an \"image\" and a \"task\" ({', '.join(TASKS)}).")
+        return {**data, WHERE: where}
+
+    return jsonl_records(p, text, item, "labelled items")
 
 
 def items_from_run(run: str | Path, max_objects: int = 3) -> tuple[list[dict[str, Any]], str | None]:

@@ -24,14 +24,13 @@ Decisions:
 from __future__ import annotations
 
 import importlib.util
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import ConfigError, one_line
-from ..findings import Findings
+from ..findings import Findings, as_box
 from ..images import HANDLE_RE, Image, ImageSource, load_image
 
 if TYPE_CHECKING:
@@ -71,21 +70,12 @@ class Drawn:
         return text if len(text) <= MAX_LABEL else text[: MAX_LABEL - 1] + "\u2026"
 
 
-def _number(value: Any) -> float | None:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
-
-
 def _box(value: Any, width: int, height: int) -> tuple[float, float, float, float] | None:
-    if not isinstance(value, (list, tuple)) or len(value) != 4:
+    """A box clipped to the image, ``None`` when it is no box or under one pixel once clipped."""
+    box = as_box(value)
+    if box is None:
         return None
-    nums = [_number(v) for v in value]
-    if any(v is None for v in nums):
-        return None
-    x1, y1, x2, y2 = (float(v) for v in nums)  # type: ignore[arg-type]
+    x1, y1, x2, y2 = box
     x1, x2 = sorted((min(max(x1, 0.0), width - 1.0), min(max(x2, 0.0), width - 1.0)))
     y1, y2 = sorted((min(max(y1, 0.0), height - 1.0), min(max(y2, 0.0), height - 1.0)))
     if x2 - x1 < 1 or y2 - y1 < 1:
