@@ -437,11 +437,11 @@ class Chat:
                 except protocol.ParseError as exc:
                     error = str(exc)
             decided = completion.meta.get("decided")
+            choices = completion.meta.get("ranked", completion.meta.get("choices"))  # candidates ranked, or replies allowed
             common = dict(index=index, llm_text=text, llm_seconds=llm_seconds, llm_wait_seconds=completion.wait_seconds,
                           prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
                           decided=decided if decided in ("after_thought", "without_thought", "forced", "ranked") else None,
-                          choices=completion.meta.get("ranked", completion.meta.get("choices"))
-                          if isinstance(completion.meta.get("ranked", completion.meta.get("choices")), int) else None,
+                          choices=choices if isinstance(choices, int) else None,
                           warning=completion.meta.get("warning") if isinstance(completion.meta.get("warning"), str)
                           else None)
             self.messages.append(Message("assistant", text, calls=completion.calls or ()))

@@ -37,8 +37,6 @@ def _clean(text: Any) -> str:
     return " ".join(str(text).split())
 
 
-
-
 def _image_of(record: CallLike) -> str | None:
     for value in (record.args or {}).values():
         if isinstance(value, str) and _HANDLE.match(value):
