@@ -111,8 +111,7 @@ class Worker:
 
     def round(self, question: str, full: bool = True) -> dict[str, Any]:
         from mmreact.llms.base import LLMRequest
-        from mmreact.llms.formats import TextFormat
-        from mmreact.llms._gbnf import Chars, Rep
+        from mmreact.llms.formats import Chars, Rep, TextFormat
 
         def step(turns: int) -> LLMRequest:
             done = frozenset(("ocr(image_1)", "caption(image_1)")[:turns])

@@ -31,8 +31,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from ..llms._gbnf import Alt, Chars, Lit, Node, Rep, Seq
-from ..llms.formats import TextFormat, lit, repeat, seq
+from ..llms.formats import Alt, Chars, Lit, Node, Rep, Seq, TextFormat, lit, repeat, seq
 
 __all__ = ["QA", "Parsed", "block_format", "json_format", "paragraph_format", "parse_blocks", "parse_json",
            "parse_paragraph", "render_blocks", "render_json"]

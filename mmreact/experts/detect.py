@@ -41,8 +41,15 @@ from ..errors import ConfigError, WeightsMissingError, one_line
 from ..images import Image
 from ..loading import shared, weights_fingerprint
 from ..observation import Observation
-from ..weights import FileToFetch, Plan, Weights
-from ..weights._files import is_url, remote_size, url_file_name, whole_zip
+from ..weights import (
+    FileToFetch,
+    Plan,
+    Weights,
+    is_url,
+    remote_size,
+    url_file_name,
+    whole_zip,
+)
 from ..weights.policy import is_connection_error, unreachable
 from .base import ExpertTool, clip_box, fmt_box, limited, size_line
 

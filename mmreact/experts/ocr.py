@@ -38,8 +38,7 @@ from ..errors import ConfigError, WeightsMissingError, one_line
 from ..images import Image
 from ..loading import shared, weights_fingerprint
 from ..observation import Observation
-from ..weights import FileToFetch, Plan, Weights
-from ..weights._files import remote_size
+from ..weights import FileToFetch, Plan, Weights, remote_size
 from ..weights.policy import host_of, is_connection_error, unreachable
 from .base import ExpertTool, clip_box, fmt_box, limited, size_line
 

@@ -1,6 +1,7 @@
 """Languages for free-text replies (``LLMRequest(kind="text", text_format=...)``).
 
-A :class:`TextFormat` is written once as a :mod:`mmreact.llms.gbnf` expression tree and rendered
+A :class:`TextFormat` is written once as an expression tree (the nodes :class:`Lit`, :class:`Chars`,
+:class:`Seq`, :class:`Alt` and :class:`Rep`, exported here, or the helpers below) and rendered
 for each backend: GBNF for llama.cpp, a regular expression (the ``regex`` module, whose
 ``partial=True`` matching checks prefixes) for the transformers logits processor and for checking a
 reply from a backend that cannot enforce it.
@@ -17,7 +18,7 @@ from typing import Any, ClassVar
 
 from ._gbnf import Alt, Chars, Lit, Node, Rep, Seq, max_chars, to_gbnf, to_regex
 
-__all__ = ["TextFormat", "any_text", "line", "lit", "one_of", "seq", "repeat"]
+__all__ = ["Alt", "Chars", "Lit", "Node", "Rep", "Seq", "TextFormat", "any_text", "line", "lit", "one_of", "seq", "repeat"]
 
 
 @dataclass(frozen=True)

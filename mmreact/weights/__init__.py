@@ -28,10 +28,13 @@ from typing import Literal
 
 from ..errors import WeightsMissingError
 from . import policy
+from ._files import is_url, remote_size, url_file_name, whole_zip
 
 State = Literal["ready", "download", "manual", "offline", "unavailable"]
 
-__all__ = ["Broken", "FileToFetch", "Plan", "State", "Status", "Weights", "human_size"]
+__all__ = ["Broken", "FileToFetch", "Plan", "State", "Status", "Weights", "human_size",
+           # weights that are single files at a URL (YOLO's .pt, EasyOCR's zips)
+           "is_url", "remote_size", "url_file_name", "whole_zip"]
 
 
 def human_size(n: int | None) -> str:
