@@ -325,3 +325,41 @@ def test_a_data_url_is_measured_by_its_decoded_size():
     over = base64.b64encode(b"x" * 303).decode()
     with pytest.raises(ImageError, match="over the .* limit for one image"):
         decode_data_url(f"data:image/png;base64,{over}", "p", 300)
+
+
+@pytest.mark.parametrize("ready_before_serving", [False, True])
+def test_ray_replicas_take_traffic_only_once_the_agent_is_loaded(ready_before_serving):
+    """Ray Serve sends a replica requests once its app has started: the app Ray builds finishes
+    loading the agent within its startup, so its first request is answered (the fresh-clone CI run
+    saw 503 "starting" from Ray). ``mmreact serve`` keeps answering /health while it loads."""
+    def slow_build() -> Agent:
+        time.sleep(1.0)
+        return hash_agent()
+
+    app = create_app(slow_build, ready_before_serving=ready_before_serving)
+    with running(app, wait_ready=False) as base:
+        img = image_array(130)
+        r = post(base, body_for(img))
+        if ready_before_serving:
+            assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == sha(img)
+        else:
+            assert r.status_code == 503 and r.json()["error"]["code"] == "starting"
+
+
+def test_the_ray_ingress_app_is_ready_when_its_startup_ends():
+    """The app a Ray Serve ingress replica builds (its real ``__serve_build_asgi_app__``), with an
+    agent that takes a second to build: the first request after startup is answered."""
+    pytest.importorskip("ray")
+    from mmreact.serve import ray_app
+
+    ingress = ray_app.MMReactIngress({})
+
+    def slow_build() -> Agent:
+        time.sleep(1.0)
+        return hash_agent()
+
+    ingress.build_agent = slow_build  # type: ignore[method-assign]
+    with running(ingress.__serve_build_asgi_app__(), wait_ready=False) as base:
+        img = image_array(131)
+        r = post(base, body_for(img))
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == sha(img)

@@ -62,6 +62,8 @@ class ServerState:
         self.admission = Admission(config.max_concurrency, config.max_queue)
         self.runs: set[LoopRun] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
+        #: set once the agent is ready or has failed to load
+        self.settled: asyncio.Event | None = None
         self.started = time.time()
         #: HTTP requests being answered right now (a stream counts until its last byte is sent)
         self.inflight = 0
@@ -76,6 +78,7 @@ class ServerState:
         """Build and load the agent in a thread; requests get 503 until it is ready."""
         loop = asyncio.get_running_loop()
         self.loop = loop
+        self.settled = asyncio.Event()
         self.admission = Admission(self.config.max_concurrency, self.config.max_queue)
 
         def load() -> None:
@@ -97,11 +100,15 @@ class ServerState:
         self.agent = agent
         if self.admission.status == "starting":
             self.admission.status = "ready"
+        if self.settled is not None:
+            self.settled.set()
 
     def _set_failed(self, message: str) -> None:
         self.admission.failure = message
         if self.admission.status == "starting":
             self.admission.status = "failed"
+        if self.settled is not None:
+            self.settled.set()
 
     def start_draining(self) -> None:
         """Refuse new requests with 503; runs in flight go on (see :mod:`mmreact.serve.server`)."""
@@ -246,7 +253,7 @@ def _timeout(config: ServeConfig, run: LoopRun | None) -> APIError:
 
 
 def create_app(agent: AgentSource | None = None, config: ServeConfig | None = None, *,
-               fetcher: ImageFetcher | None = None) -> FastAPI:
+               fetcher: ImageFetcher | None = None, ready_before_serving: bool = False) -> FastAPI:
     """The OpenAI-compatible app.
 
     Args:
@@ -256,6 +263,10 @@ def create_app(agent: AgentSource | None = None, config: ServeConfig | None = No
         config: limits and security settings (:class:`ServeConfig`).
         fetcher: the remote-image fetcher (tests inject one with their own resolver); built from
             ``config`` when ``config.allow_image_urls`` is set.
+        ready_before_serving: finish loading the agent (or failing to) before the app's startup
+            ends. Off for ``mmreact serve``, which answers /health and 503 "starting" meanwhile; on
+            for Ray Serve, whose replica takes traffic once the app has started, so a replica still
+            loading would answer every request it is sent with 503.
     """
     config = config or ServeConfig()
     state = ServerState(agent if agent is not None else Agent, config, fetcher)
@@ -263,6 +274,8 @@ def create_app(agent: AgentSource | None = None, config: ServeConfig | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.start_loading()
+        if ready_before_serving and state.settled is not None:
+            await state.settled.wait()
         yield
         state.cancel_all()
 

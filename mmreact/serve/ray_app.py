@@ -146,7 +146,8 @@ class MMReactIngress:
     def __serve_build_asgi_app__(self) -> Any:
         from .app import create_app
 
-        return create_app(self.build_agent, self.config)
+        # the replica takes traffic once startup ends: it ends when the agent is loaded
+        return create_app(self.build_agent, self.config, ready_before_serving=True)
 
 
 def _split(value: Any) -> list[str]:
